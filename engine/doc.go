@@ -1,0 +1,47 @@
+// Package engine is qfile's stream object: File, with the semantics of
+// QEMU's QEMUFile, the byte stream under live migration.
+//
+// # Data path
+//
+// One direction per File. Writing:
+//
+//	PutByte/PutBE16/32/64/PutBuffer ── copy ──▶ 32 KiB buffer ─┐
+//	                                                            ├─▶ iov.Vec (64 entries, adjacent spans coalesce)
+//	PutBufferAsync ── reference, no copy ───────────────────────┘        │
+//	                                   flush at 64 entries, a full buffer, Flush, Close
+//	                                                                      ▼
+//	                                     Backend: vectored write at the stream position
+//	                                     (syscall: writev/pwritev; memory: sizedbuf)
+//
+// Reading:
+//
+//	Backend read at the stream position ──▶ 32 KiB buffer (pending bytes moved to the front)
+//	    ──▶ PeekBuffer/PeekByte (views), GetBufferInPlace (view), GetByte/GetBE*/GetBuffer (copies), Skip
+//
+// The files follow the same order: put.go, flush.go, backend.go, then the
+// backends (backend_fd_linux.go, backend_mem.go), and get.go for reads.
+//
+// # Errors
+//
+// The first error is sticky (QEMU's last_error): puts after it do
+// nothing, gets return zeros, Err returns it, Flush and Close return it.
+// Reading past the end of the stream sets an error that wraps
+// io.ErrUnexpectedEOF, as QEMU sets -EIO. Arguments a caller gets wrong
+// that can be checked without touching the stream (a counted string
+// longer than 255 bytes, a bad mode) are returned and leave the stream
+// as it was; using a File in the wrong direction sets ErrWrongDirection
+// as the sticky error; misuse that can only be a bug in the caller (a
+// peek window beyond 32 KiB) panics with a message.
+//
+// # Memory and lifetimes
+//
+// PutBufferAsync queues the caller's memory without copying: it must not
+// change until the next Flush (or the flush the File makes on its own
+// when the vector fills) has returned. Slices returned by PeekBuffer and
+// GetBufferInPlace point into the File's buffer and stay valid until the
+// next read call on the File.
+//
+// # Concurrency
+//
+// A File is not safe for concurrent use; one goroutine owns it.
+package engine

@@ -1,0 +1,189 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/qfile/qfile/iov"
+)
+
+const (
+	// BufSize is the size of a File's buffer: QEMU's IO_BUF_SIZE.
+	BufSize = 32 << 10
+	// MaxIOV is the number of iovec entries that makes a File flush:
+	// MIN(IOV_MAX, 64), QEMU's MAX_IOV_SIZE.
+	MaxIOV = iov.Max
+	// maxEmptyReads bounds the consecutive empty reads a refill accepts
+	// from a backend that returns 0 without io.EOF (bufio's
+	// maxConsecutiveEmptyReads).
+	maxEmptyReads = 100
+)
+
+var (
+	// ErrWrongDirection is the sticky error after a put on a File opened
+	// for reading or a get on one opened for writing.
+	ErrWrongDirection = errors.New("qfile: operation does not match the direction the file was opened in")
+	// ErrClosed is returned by operations on a closed File.
+	ErrClosed = errors.New("qfile: file already closed")
+	// ErrStringTooLong is returned by PutCountedString for strings that do
+	// not fit a one-byte length.
+	ErrStringTooLong = errors.New("qfile: counted string longer than 255 bytes")
+	// ErrSavePageNotSupported is QEMU's RAM_SAVE_CONTROL_NOT_SUPP: the
+	// hooks do not take the page; the caller sends it in the stream.
+	ErrSavePageNotSupported = errors.New("qfile: save_page not supported by the RAM hooks")
+	// ErrSavePageDelayed is QEMU's RAM_SAVE_CONTROL_DELAYED: the hooks
+	// took the page and will send it later.
+	ErrSavePageDelayed = errors.New("qfile: save_page delayed by the RAM hooks")
+	// ErrHookMissing is the sticky error when the stream asks for a RAM
+	// load hook (RAMControlHook) and none is installed (QEMU's -EINVAL).
+	ErrHookMissing = errors.New("qfile: stream requires a RAM load hook and none is installed")
+)
+
+// ModeError reports a mode string a constructor does not accept.
+type ModeError struct {
+	Op, Mode, Want string
+}
+
+func (e *ModeError) Error() string {
+	return fmt.Sprintf("qfile: %s: invalid mode %q (want %s)", e.Op, e.Mode, e.Want)
+}
+
+// File is a buffered, one-directional stream with QEMUFile semantics.
+type File struct {
+	be       Backend
+	vw       VectorWriter
+	bw       BufferWriter
+	rd       Reader
+	hooks    RAMHooks
+	writable bool
+	closed   bool
+	err      error
+
+	// buf is the 32 KiB buffer of either direction. Writing, bufIndex
+	// is where the next put lands (QEMU's buf_index); reading, the
+	// unread bytes are buf[bufIndex:bufSize].
+	buf      []byte
+	bufIndex int
+	bufSize  int
+	vec      iov.Vec
+
+	// pos is the backend position: bytes handed to the backend when
+	// writing, bytes read from it when reading (QEMU's pos).
+	pos int64
+
+	rateLimitMax  int64
+	rateLimitUsed int64
+}
+
+// New returns a File over a backend. mode is "wb" (write) or "rb"
+// (read); the backend must implement the matching interface.
+func New(b Backend, mode string) (*File, error) {
+	writable, err := parseMode("New", mode, "b")
+	if err != nil {
+		return nil, err
+	}
+	return newFile(b, writable)
+}
+
+func parseMode(op, mode, suffix string) (writable bool, err error) {
+	switch mode {
+	case "r" + suffix:
+		return false, nil
+	case "w" + suffix:
+		return true, nil
+	}
+	return false, &ModeError{Op: op, Mode: mode, Want: fmt.Sprintf("%q or %q", "r"+suffix, "w"+suffix)}
+}
+
+func newFile(b Backend, writable bool) (*File, error) {
+	f := &File{be: b, writable: writable, buf: make([]byte, BufSize)}
+	f.vw, _ = b.(VectorWriter)
+	f.bw, _ = b.(BufferWriter)
+	f.rd, _ = b.(Reader)
+	f.hooks, _ = b.(RAMHooks)
+	if writable && f.vw == nil && f.bw == nil {
+		return nil, fmt.Errorf("qfile: backend %T cannot write", b)
+	}
+	if !writable && f.rd == nil {
+		return nil, fmt.Errorf("qfile: backend %T cannot read", b)
+	}
+	return f, nil
+}
+
+// Err returns the sticky error, or nil (QEMU's qemu_file_get_error).
+func (f *File) Err() error { return f.err }
+
+// SetError records err as the sticky error unless one is already set
+// (QEMU's qemu_file_set_error). A nil err is ignored.
+func (f *File) SetError(err error) {
+	if f.err == nil && err != nil {
+		f.err = err
+	}
+}
+
+// Writable reports whether the File was opened for writing.
+func (f *File) Writable() bool { return f.writable }
+
+// Backend returns the File's backend.
+func (f *File) Backend() Backend { return f.be }
+
+// FD returns the backend's file descriptor, or -1 if it has none
+// (QEMU's qemu_get_fd).
+func (f *File) FD() int {
+	if d, ok := f.be.(FDer); ok {
+		return d.FD()
+	}
+	return -1
+}
+
+// Tell returns the stream position: the bytes put so far when writing
+// (flushed or not), the bytes consumed by gets when reading. It does not
+// flush.
+func (f *File) Tell() int64 {
+	if f.writable {
+		return f.pos + int64(f.vec.Total())
+	}
+	return f.pos - int64(f.bufSize-f.bufIndex)
+}
+
+// Buffered returns the bytes queued and not yet flushed when writing, or
+// the bytes read ahead and not yet consumed when reading.
+func (f *File) Buffered() int {
+	if f.writable {
+		return f.vec.Total()
+	}
+	return f.bufSize - f.bufIndex
+}
+
+// Close flushes, closes the backend and returns the first error: the
+// sticky error if one was set, else the error of the final flush, else
+// the backend's close error (QEMU's qemu_fclose). Close on a closed File
+// returns ErrClosed.
+func (f *File) Close() error {
+	if f.closed {
+		return ErrClosed
+	}
+	if f.writable {
+		f.Flush()
+	}
+	f.closed = true
+	cerr := f.be.Close()
+	f.vec.Reset()
+	err := f.err
+	if err == nil {
+		err = cerr
+	}
+	// Later use of the File fails with ErrClosed.
+	f.err = ErrClosed
+	return err
+}
+
+// ioEOF is the sticky error for reading past the end of the stream.
+type eofError struct{ pos int64 }
+
+func (e *eofError) Error() string {
+	return fmt.Sprintf("qfile: unexpected end of stream at byte %d", e.pos)
+}
+
+func (e *eofError) Unwrap() error { return io.ErrUnexpectedEOF }

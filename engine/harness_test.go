@@ -1,0 +1,225 @@
+//go:build linux
+
+package engine_test
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/qfile/qfile/engine"
+	"github.com/qfile/qfile/internal/testutil"
+	"github.com/qfile/qfile/sizedbuf"
+)
+
+// A writeSink makes a writing File and, after the File is closed,
+// returns the bytes that reached the other end.
+type writeSink struct {
+	name string
+	open func(t *testing.T) (*engine.File, func() []byte)
+}
+
+// drain reads r to its end in a goroutine; the returned func waits for
+// it and returns what was read.
+func drain(t *testing.T, r io.ReadCloser) func() []byte {
+	done := make(chan []byte, 1)
+	go func() {
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Errorf("draining: %v", err)
+		}
+		r.Close()
+		done <- b
+	}()
+	return func() []byte { return <-done }
+}
+
+func socketPair(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return os.NewFile(uintptr(fds[0]), "sock0"), os.NewFile(uintptr(fds[1]), "sock1")
+}
+
+func tcpPair(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			t.Error(err)
+		}
+		acc <- c
+	}()
+	c1, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := <-acc
+	f1, err := c1.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, err := c2.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1.Close()
+	c2.Close()
+	return f1, f2
+}
+
+// mustFile returns a func that fails the test on a constructor error.
+func mustFile(t *testing.T) func(*engine.File, error) *engine.File {
+	return func(f *engine.File, err error) *engine.File {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+}
+
+func writeSinks() []writeSink {
+	return []writeSink{
+		{"memory", func(t *testing.T) (*engine.File, func() []byte) {
+			f := mustFile(t)(engine.NewMemory("w", nil))
+			return f, func() []byte { return f.MemoryBuffer().Bytes() }
+		}},
+		{"recorder", func(t *testing.T) (*engine.File, func() []byte) {
+			r := &testutil.Recorder{}
+			f := mustFile(t)(engine.New(r, "wb"))
+			return f, func() []byte { return r.Data }
+		}},
+		{"no-writev", func(t *testing.T) (*engine.File, func() []byte) {
+			w := &plainWriter{}
+			f := mustFile(t)(engine.New(w, "wb"))
+			return f, func() []byte { return w.data }
+		}},
+		{"file", func(t *testing.T) (*engine.File, func() []byte) {
+			path := filepath.Join(t.TempDir(), "stream")
+			f := mustFile(t)(engine.Open(path, "wb"))
+			return f, func() []byte {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+		}},
+		{"pipe", func(t *testing.T) (*engine.File, func() []byte) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return mustFile(t)(engine.NewOSFile(w, "wb")), drain(t, r)
+		}},
+		{"unix", func(t *testing.T) (*engine.File, func() []byte) {
+			a, b := socketPair(t)
+			return mustFile(t)(engine.NewOSFile(a, "wb")), drain(t, b)
+		}},
+		{"tcp", func(t *testing.T) (*engine.File, func() []byte) {
+			a, b := tcpPair(t)
+			return mustFile(t)(engine.NewOSFile(a, "wb")), drain(t, b)
+		}},
+	}
+}
+
+// A readSource makes a reading File over data.
+type readSource struct {
+	name string
+	open func(t *testing.T, data []byte) *engine.File
+}
+
+func feed(t *testing.T, w io.WriteCloser, data []byte) {
+	go func() {
+		if _, err := w.Write(data); err != nil {
+			t.Errorf("feeding: %v", err)
+		}
+		w.Close()
+	}()
+}
+
+func readSources() []readSource {
+	return []readSource{
+		{"memory", func(t *testing.T, data []byte) *engine.File {
+			b, err := sizedbuf.New(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return mustFile(t)(engine.NewMemory("r", b))
+		}},
+		{"whole", func(t *testing.T, data []byte) *engine.File {
+			return mustFile(t)(engine.New(&testutil.ChunkReader{Data: data}, "rb"))
+		}},
+		{"1-byte", func(t *testing.T, data []byte) *engine.File {
+			return mustFile(t)(engine.New(&testutil.ChunkReader{Data: data, Chunk: func(int) int { return 1 }}, "rb"))
+		}},
+		{"random-chunks", func(t *testing.T, data []byte) *engine.File {
+			rng := rand.New(rand.NewPCG(1, 2))
+			return mustFile(t)(engine.New(&testutil.ChunkReader{Data: data, Chunk: func(int) int { return 1 + rng.IntN(5000) }}, "rb"))
+		}},
+		{"file", func(t *testing.T, data []byte) *engine.File {
+			path := filepath.Join(t.TempDir(), "stream")
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return mustFile(t)(engine.Open(path, "rb"))
+		}},
+		{"pipe", func(t *testing.T, data []byte) *engine.File {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			feed(t, w, data)
+			return mustFile(t)(engine.NewOSFile(r, "rb"))
+		}},
+		{"unix", func(t *testing.T, data []byte) *engine.File {
+			a, b := socketPair(t)
+			feed(t, a, data)
+			return mustFile(t)(engine.NewOSFile(b, "rb"))
+		}},
+	}
+}
+
+// plainWriter is a backend without vectored writes.
+type plainWriter struct {
+	data  []byte
+	calls int
+}
+
+func (w *plainWriter) WriteAt(p []byte, pos int64) (int, error) {
+	w.calls++
+	if pos != int64(len(w.data)) {
+		panic("plainWriter: write not at the end")
+	}
+	w.data = append(w.data, p...)
+	return len(p), nil
+}
+
+func (w *plainWriter) Close() error { return nil }
+
+func equalBytes(t *testing.T, what string, got, want []byte) {
+	t.Helper()
+	if bytes.Equal(got, want) {
+		return
+	}
+	i := 0
+	for i < len(got) && i < len(want) && got[i] == want[i] {
+		i++
+	}
+	t.Fatalf("%s: %d bytes, want %d; first difference at byte %d", what, len(got), len(want), i)
+}

@@ -1,0 +1,135 @@
+package engine
+
+import (
+	"encoding/binary"
+)
+
+// The put side. Every put copies into the buffer and records the span in
+// the vector, except PutBufferAsync, which records the caller's memory.
+// A full vector or a full buffer flushes (QEMU's add_to_iovec and
+// add_buf_to_iovec).
+
+// putCheck reports whether a put may proceed, setting the sticky error
+// for a File opened for reading.
+func (f *File) putCheck() bool {
+	if f.err != nil {
+		return false
+	}
+	if !f.writable {
+		f.err = ErrWrongDirection
+		return false
+	}
+	return true
+}
+
+// addBuf records the n bytes just copied at bufIndex and flushes when
+// the vector or the buffer is full.
+func (f *File) addBuf(n int) {
+	f.vec.Append(f.buf[f.bufIndex:f.bufIndex+n], 0)
+	f.bufIndex += n
+	if f.vec.Full() || f.bufIndex == BufSize {
+		f.flush()
+	}
+}
+
+// PutByte appends one byte (QEMU's qemu_put_byte).
+func (f *File) PutByte(c byte) {
+	if !f.putCheck() {
+		return
+	}
+	f.buf[f.bufIndex] = c
+	f.rateLimitUsed++
+	f.addBuf(1)
+}
+
+// PutBE16 appends v big-endian (QEMU's qemu_put_be16).
+func (f *File) PutBE16(v uint16) {
+	if f.bufIndex+2 > BufSize {
+		f.PutByte(byte(v >> 8))
+		f.PutByte(byte(v))
+		return
+	}
+	if !f.putCheck() {
+		return
+	}
+	binary.BigEndian.PutUint16(f.buf[f.bufIndex:], v)
+	f.rateLimitUsed += 2
+	f.addBuf(2)
+}
+
+// PutBE32 appends v big-endian (QEMU's qemu_put_be32).
+func (f *File) PutBE32(v uint32) {
+	if f.bufIndex+4 > BufSize {
+		f.PutBE16(uint16(v >> 16))
+		f.PutBE16(uint16(v))
+		return
+	}
+	if !f.putCheck() {
+		return
+	}
+	binary.BigEndian.PutUint32(f.buf[f.bufIndex:], v)
+	f.rateLimitUsed += 4
+	f.addBuf(4)
+}
+
+// PutBE64 appends v big-endian (QEMU's qemu_put_be64).
+func (f *File) PutBE64(v uint64) {
+	if f.bufIndex+8 > BufSize {
+		f.PutBE32(uint32(v >> 32))
+		f.PutBE32(uint32(v))
+		return
+	}
+	if !f.putCheck() {
+		return
+	}
+	binary.BigEndian.PutUint64(f.buf[f.bufIndex:], v)
+	f.rateLimitUsed += 8
+	f.addBuf(8)
+}
+
+// PutBuffer appends a copy of p (QEMU's qemu_put_buffer); p may be
+// reused as soon as it returns.
+func (f *File) PutBuffer(p []byte) {
+	for len(p) > 0 && f.putCheck() {
+		n := copy(f.buf[f.bufIndex:], p)
+		f.rateLimitUsed += int64(n)
+		f.addBuf(n)
+		p = p[n:]
+	}
+}
+
+// PutBufferAsync queues p without copying (QEMU's qemu_put_buffer_async);
+// p must not change until the next Flush (or the flush the File makes
+// on its own when the vector fills) has returned. Over a backend without
+// vectored writes it copies, as PutBuffer does.
+func (f *File) PutBufferAsync(p []byte) {
+	if f.vw == nil {
+		f.PutBuffer(p)
+		return
+	}
+	if len(p) == 0 || !f.putCheck() {
+		return
+	}
+	f.rateLimitUsed += int64(len(p))
+	f.vec.Append(p, 0)
+	if f.vec.Full() {
+		f.flush()
+	}
+}
+
+// PutCountedString appends a one-byte length and then s (QEMU's
+// qemu_put_counted_string). A string longer than 255 bytes is refused
+// with ErrStringTooLong and nothing is written.
+func (f *File) PutCountedString(s string) error {
+	if len(s) > 255 {
+		return ErrStringTooLong
+	}
+	f.PutByte(byte(len(s)))
+	for len(s) > 0 && f.putCheck() {
+		n := copy(f.buf[f.bufIndex:], s)
+		f.rateLimitUsed += int64(n)
+		f.addBuf(n)
+		s = s[n:]
+	}
+	return f.err
+}
