@@ -4,24 +4,49 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/qfile/qfile/iov"
 )
 
+// fdKind classifies a descriptor for the backend policy.
+type fdKind int
+
+const (
+	kindRegular fdKind = iota // regular file: positional I/O
+	kindBlock                 // block device: positional I/O
+	kindPipe                  // pipe or FIFO
+	kindStreamSocket          // SOCK_STREAM socket (Unix or TCP)
+	kindOther                 // character devices, other sockets, ...
+)
+
+func (k fdKind) String() string {
+	return [...]string{"regular file", "block device", "pipe", "stream socket", "other descriptor"}[k]
+}
+
+// fdCommon is what both descriptor backends know of their descriptor.
+type fdCommon struct {
+	fd       int
+	file     *os.File // when wrapping an *os.File: keeps it alive, closes it
+	keepOpen bool
+	kind     fdKind
+	seekable bool
+	// direct is set when the descriptor was opened with O_DIRECT.
+	direct bool
+	// base is the descriptor's offset when the File was made: stream
+	// position 0 is at base on seekable descriptors.
+	base int64
+}
+
 // fdBackend is the syscall backend: writev/readv on pipes and sockets,
 // pwritev/preadv at the stream position on regular files and block
 // devices. It retries EINTR, loops over short writes and, on a
 // non-blocking descriptor, waits for readiness with poll(2) on EAGAIN.
 type fdBackend struct {
-	fd       int
-	file     *os.File // when wrapping an *os.File: keeps it alive, closes it
-	keepOpen bool
-	seekable bool
-	// base is the descriptor's offset when the File was made: stream
-	// position 0 is written at base on seekable descriptors.
-	base int64
+	fdCommon
 	// scratch holds the rest of a vector after a short write, so the
 	// caller's vector is never modified.
 	scratch iov.Vec
@@ -32,22 +57,72 @@ type fdBackend struct {
 // a broken descriptor from spinning a core.
 const maxZeroWrites = 100
 
-func newFDBackend(fd int, file *os.File, keepOpen bool) (*fdBackend, error) {
+// pipeMaxSizeFile holds the largest pipe buffer an unprivileged process
+// may ask for with F_SETPIPE_SZ.
+const pipeMaxSizeFile = "/proc/sys/fs/pipe-max-size"
+
+func newFDCommon(fd int, file *os.File, keepOpen bool) (fdCommon, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, &os.SyscallError{Syscall: "fstat", Err: err}
+		return fdCommon{}, &os.SyscallError{Syscall: "fstat", Err: err}
 	}
-	b := &fdBackend{fd: fd, file: file, keepOpen: keepOpen}
+	c := fdCommon{fd: fd, file: file, keepOpen: keepOpen, kind: kindOther}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG, unix.S_IFBLK:
+		c.kind = kindRegular
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			c.kind = kindBlock
+		}
 		off, err := unix.Seek(fd, 0, io.SeekCurrent)
 		if err != nil {
-			return nil, &os.SyscallError{Syscall: "lseek", Err: err}
+			return fdCommon{}, &os.SyscallError{Syscall: "lseek", Err: err}
 		}
-		b.seekable = true
-		b.base = off
+		c.seekable, c.base = true, off
+		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err == nil && fl&unix.O_DIRECT != 0 {
+			c.direct = true
+		}
+	case unix.S_IFIFO:
+		c.kind = kindPipe
+		growPipe(fd)
+	case unix.S_IFSOCK:
+		if t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err == nil && t == unix.SOCK_STREAM {
+			c.kind = kindStreamSocket
+		}
 	}
-	return b, nil
+	return c, nil
+}
+
+// growPipe lifts the pipe buffer to pipe-max-size: with the default
+// 64 KiB a pipe caps any writer far below memory speed (measured in
+// docs/performance.md). It is best effort: a pipe that cannot grow
+// still works.
+func growPipe(fd int) {
+	b, err := os.ReadFile(pipeMaxSizeFile)
+	if err != nil {
+		return
+	}
+	max, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || max <= 0 {
+		return
+	}
+	if cur, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0); err == nil && cur < max {
+		unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, max)
+	}
+}
+
+func (c *fdCommon) FD() int { return c.fd }
+
+func (c *fdCommon) closeFD() error {
+	if c.keepOpen {
+		return nil
+	}
+	if c.file != nil {
+		return c.file.Close()
+	}
+	if err := unix.Close(c.fd); err != nil {
+		return &os.SyscallError{Syscall: "close", Err: err}
+	}
+	return nil
 }
 
 // NewFD returns a File over descriptor fd with the syscall backend; mode
@@ -59,12 +134,7 @@ func NewFD(fd int, mode string, opts ...Option) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := buildConfig(opts)
-	b, err := newFDBackend(fd, nil, c.keepOpen)
-	if err != nil {
-		return nil, err
-	}
-	return newFile(b, writable)
+	return openFD(fd, nil, writable, buildConfig(opts))
 }
 
 // NewOSFile returns a File over an *os.File; see NewFD. The File owns f
@@ -85,11 +155,35 @@ func NewOSFile(file *os.File, mode string, opts ...Option) (*File, error) {
 	if err := rc.Control(func(d uintptr) { fd = int(d) }); err != nil {
 		return nil, fmt.Errorf("qfile: NewOSFile: %w", err)
 	}
-	b, err := newFDBackend(fd, file, c.keepOpen)
+	return openFD(fd, file, writable, c)
+}
+
+// openFD picks the backend for a descriptor and makes the File.
+func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
+	fc, err := newFDCommon(fd, file, c.keepOpen)
 	if err != nil {
 		return nil, err
 	}
-	return newFile(b, writable)
+	kind, reason := choose(c.kind, fc, writable)
+	if kind == Uring {
+		b, err := newUringBackend(fc, writable, c.depth)
+		if err == nil {
+			f, err := newFile(b, writable)
+			if err != nil {
+				b.closeRing()
+				return nil, err
+			}
+			f.info = BackendInfo{Kind: Uring, Requested: c.kind, Reason: reason}
+			return f, nil
+		}
+		reason = "io_uring unavailable: " + err.Error()
+	}
+	f, err := newFile(&fdBackend{fdCommon: fc}, writable)
+	if err != nil {
+		return nil, err
+	}
+	f.info = BackendInfo{Kind: Syscall, Requested: c.kind, Reason: reason}
+	return f, nil
 }
 
 // Open opens path for reading ("rb") or writing ("wb": created or
@@ -114,8 +208,6 @@ func Open(path, mode string, opts ...Option) (*File, error) {
 	}
 	return f, nil
 }
-
-func (b *fdBackend) FD() int { return b.fd }
 
 func (b *fdBackend) writev(iovs []unix.Iovec, pos int64) (int, error) {
 	if b.seekable {
@@ -230,15 +322,4 @@ func (b *fdBackend) wait(events int16) error {
 	}
 }
 
-func (b *fdBackend) Close() error {
-	if b.keepOpen {
-		return nil
-	}
-	if b.file != nil {
-		return b.file.Close()
-	}
-	if err := unix.Close(b.fd); err != nil {
-		return &os.SyscallError{Syscall: "close", Err: err}
-	}
-	return nil
-}
+func (b *fdBackend) Close() error { return b.closeFD() }

@@ -32,7 +32,12 @@ func NewMemory(mode string, buf *sizedbuf.Buffer) (*File, error) {
 			return nil, err
 		}
 	}
-	return newFile(&memBackend{buf: buf}, writable)
+	f, err := newFile(&memBackend{buf: buf}, writable)
+	if err != nil {
+		return nil, err
+	}
+	f.info = BackendInfo{Kind: Memory, Requested: Memory}
+	return f, nil
 }
 
 // MemoryBuffer returns the buffer of a File made by NewMemory, or nil

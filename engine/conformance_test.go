@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/qfile/qfile/engine"
+	"github.com/qfile/qfile/ring"
 )
 
 // The conformance suite: one scripted stream of mixed puts, written
@@ -214,30 +215,58 @@ func (k opKind) String() string {
 }
 
 func TestConformanceWrite(t *testing.T) {
-	for seed := uint64(1); seed <= 3; seed++ {
-		s := newScript(seed, 600)
-		for _, sink := range writeSinks() {
-			t.Run(fmt.Sprintf("%s/seed%d", sink.name, seed), func(t *testing.T) {
-				f, result := sink.open(t)
-				s.write(t, f)
-				if err := f.Close(); err != nil {
-					t.Fatalf("Close: %v", err)
-				}
-				equalBytes(t, "stream", result(), s.want)
-			})
+	for _, k := range backends {
+		for seed := uint64(1); seed <= 3; seed++ {
+			s := newScript(seed, 600)
+			for _, sink := range writeSinks(k) {
+				t.Run(fmt.Sprintf("%v/%s/seed%d", k, sink.name, seed), func(t *testing.T) {
+					f, result := sink.open(t)
+					checkBackend(t, f, k)
+					s.write(t, f)
+					if err := f.Close(); err != nil {
+						t.Fatalf("Close: %v", err)
+					}
+					if result != nil {
+						equalBytes(t, "stream", result(), s.want)
+					}
+				})
+			}
 		}
 	}
 }
 
 func TestConformanceRead(t *testing.T) {
-	for seed := uint64(1); seed <= 3; seed++ {
-		s := newScript(seed, 600)
-		for _, src := range readSources() {
-			t.Run(fmt.Sprintf("%s/seed%d", src.name, seed), func(t *testing.T) {
-				f := src.open(t, s.want)
-				s.read(t, f)
-				f.Close()
-			})
+	for _, k := range backends {
+		for seed := uint64(1); seed <= 3; seed++ {
+			s := newScript(seed, 600)
+			for _, src := range readSources(k) {
+				t.Run(fmt.Sprintf("%v/%s/seed%d", k, src.name, seed), func(t *testing.T) {
+					f := src.open(t, s.want)
+					checkBackend(t, f, k)
+					s.read(t, f)
+					f.Close()
+				})
+			}
 		}
 	}
+}
+
+// checkBackend fails the test when a descriptor File does not use the
+// backend asked for; a File over io_uring may fall back only when the
+// kernel cannot provide io_uring at all.
+func checkBackend(t *testing.T, f *engine.File, want engine.Kind) {
+	t.Helper()
+	info := f.BackendInfo()
+	if info.Kind == engine.Memory || info.Kind == engine.Custom || info.Kind == want {
+		return
+	}
+	if want == engine.Uring {
+		if builtWithoutUring {
+			t.Skip("built with -tags nouring")
+		}
+		if err := ring.Available(); err != nil {
+			t.Skipf("io_uring unavailable here: %v", err)
+		}
+	}
+	t.Fatalf("backend %v, want %v", info, want)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/qfile/qfile/arena"
 	"github.com/qfile/qfile/iov"
 )
 
@@ -55,18 +56,31 @@ type File struct {
 	vw       VectorWriter
 	bw       BufferWriter
 	rd       Reader
+	br       blockReader
 	hooks    RAMHooks
 	writable bool
 	closed   bool
 	err      error
+	info     BackendInfo
 
-	// buf is the 32 KiB buffer of either direction. Writing, bufIndex
-	// is where the next put lands (QEMU's buf_index); reading, the
-	// unread bytes are buf[bufIndex:bufSize].
+	// buf is the 32 KiB buffer of either direction. Writing, it is the
+	// current slot's buffer and bufIndex is where the next put lands
+	// (QEMU's buf_index); reading, the unread bytes are
+	// buf[bufIndex:bufSize].
 	buf      []byte
 	bufIndex int
 	bufSize  int
-	vec      iov.Vec
+	// vec is the current slot's iovec vector.
+	vec *iov.Vec
+	// slots are the write buffers: one for a synchronous backend, the
+	// queue depth for an asynchronous one, whose slots the kernel owns
+	// from their flush until their completion. Writing, cur indexes the
+	// slot being filled.
+	slots []wslot
+	cur   int
+	async asyncWriter
+	// rblock is the read buffer's arena block.
+	rblock arena.Block
 
 	// pos is the backend position: bytes handed to the backend when
 	// writing, bytes read from it when reading (QEMU's pos).
@@ -83,7 +97,12 @@ func New(b Backend, mode string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newFile(b, writable)
+	f, err := newFile(b, writable)
+	if err != nil {
+		return nil, err
+	}
+	f.info = BackendInfo{Kind: Custom, Requested: Custom}
+	return f, nil
 }
 
 func parseMode(op, mode, suffix string) (writable bool, err error) {
@@ -97,17 +116,45 @@ func parseMode(op, mode, suffix string) (writable bool, err error) {
 }
 
 func newFile(b Backend, writable bool) (*File, error) {
-	f := &File{be: b, writable: writable, buf: make([]byte, BufSize)}
+	f := &File{be: b, writable: writable}
 	f.vw, _ = b.(VectorWriter)
 	f.bw, _ = b.(BufferWriter)
 	f.rd, _ = b.(Reader)
 	f.hooks, _ = b.(RAMHooks)
-	if writable && f.vw == nil && f.bw == nil {
+	f.async, _ = b.(asyncWriter)
+	f.br, _ = b.(blockReader)
+	if writable && f.vw == nil && f.bw == nil && f.async == nil {
 		return nil, fmt.Errorf("qfile: backend %T cannot write", b)
 	}
-	if !writable && f.rd == nil {
+	if !writable && f.rd == nil && f.br == nil {
 		return nil, fmt.Errorf("qfile: backend %T cannot read", b)
 	}
+	if !writable && f.br != nil {
+		// The buffer is lent by the backend at the first refill.
+		return f, nil
+	}
+	if !writable {
+		blk, buf, err := allocBuffer()
+		if err != nil {
+			return nil, err
+		}
+		f.rblock, f.buf = blk, buf
+		return f, nil
+	}
+	n := 1
+	if f.async != nil {
+		n = f.async.depth()
+	}
+	f.slots = make([]wslot, n)
+	for i := range f.slots {
+		blk, buf, err := allocBuffer()
+		if err != nil {
+			f.freeBuffers()
+			return nil, err
+		}
+		f.slots[i].block, f.slots[i].buf = blk, buf
+	}
+	f.buf, f.vec = f.slots[0].buf, &f.slots[0].vec
 	return f, nil
 }
 
@@ -121,6 +168,9 @@ func (f *File) SetError(err error) {
 		f.err = err
 	}
 }
+
+// BackendInfo says which backend the File uses and why.
+func (f *File) BackendInfo() BackendInfo { return f.info }
 
 // Writable reports whether the File was opened for writing.
 func (f *File) Writable() bool { return f.writable }
@@ -169,7 +219,7 @@ func (f *File) Close() error {
 	}
 	f.closed = true
 	cerr := f.be.Close()
-	f.vec.Reset()
+	f.freeBuffers()
 	err := f.err
 	if err == nil {
 		err = cerr

@@ -17,6 +17,7 @@ func (f *File) Flush() error {
 		return f.err
 	}
 	f.flush()
+	f.drain()
 	return f.err
 }
 
@@ -26,6 +27,10 @@ func (f *File) flush() {
 	total := f.vec.Total()
 	if total == 0 {
 		f.bufIndex = 0
+		return
+	}
+	if f.async != nil {
+		f.flushAsync(total)
 		return
 	}
 	var n int

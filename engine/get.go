@@ -27,6 +27,9 @@ func (f *File) getCheck() bool {
 // read; 0 means the stream ended or failed, and the sticky error says
 // which. A set sticky error stops all reading.
 func (f *File) fill() int {
+	if f.br != nil {
+		return f.fillBlock()
+	}
 	pending := f.bufSize - f.bufIndex
 	if pending > 0 && f.bufIndex > 0 {
 		copy(f.buf, f.buf[f.bufIndex:f.bufSize])
@@ -54,6 +57,27 @@ func (f *File) fill() int {
 	}
 	f.SetError(fmt.Errorf("qfile: read at byte %d: %w", f.pos, io.ErrNoProgress))
 	return 0
+}
+
+// fillBlock is fill over a blockReader: the backend's next buffer, with
+// the pending bytes copied in front of the new ones, becomes the File's.
+func (f *File) fillBlock() int {
+	pending := f.buf[f.bufIndex:f.bufSize]
+	if f.err != nil || len(pending) >= BufSize {
+		return 0
+	}
+	view, err := f.br.nextBlock(pending)
+	if err != nil {
+		if err == io.EOF {
+			err = &eofError{pos: f.pos}
+		}
+		f.SetError(err)
+		return 0
+	}
+	n := len(view) - len(pending)
+	f.buf, f.bufIndex, f.bufSize = view, 0, len(view)
+	f.pos += int64(n)
+	return n
 }
 
 // PeekBuffer returns a view of up to size bytes starting offset bytes
@@ -140,7 +164,7 @@ func (f *File) GetBuffer(p []byte) int {
 		if f.bufIndex == f.bufSize {
 			// Large reads with an empty buffer bypass it ("Large read,
 			// empty buffer" in bufio.Reader.Read): no double copy.
-			if len(p)-done >= BufSize && f.err == nil {
+			if len(p)-done >= BufSize && f.err == nil && f.br == nil {
 				n := f.readDirect(p[done:])
 				done += n
 				if n == 0 {

@@ -18,6 +18,11 @@ import (
 	"github.com/qfile/qfile/sizedbuf"
 )
 
+// backends are the kinds every conformance test runs on: io_uring (the
+// test fails if io_uring is not really in use, unless the kernel cannot
+// provide it) and syscalls.
+var backends = []engine.Kind{engine.Uring, engine.Syscall}
+
 // A writeSink makes a writing File and, after the File is closed,
 // returns the bytes that reached the other end.
 type writeSink struct {
@@ -93,7 +98,8 @@ func mustFile(t *testing.T) func(*engine.File, error) *engine.File {
 	}
 }
 
-func writeSinks() []writeSink {
+func writeSinks(k engine.Kind) []writeSink {
+	opt := engine.WithBackend(k)
 	return []writeSink{
 		{"memory", func(t *testing.T) (*engine.File, func() []byte) {
 			f := mustFile(t)(engine.NewMemory("w", nil))
@@ -111,7 +117,7 @@ func writeSinks() []writeSink {
 		}},
 		{"file", func(t *testing.T) (*engine.File, func() []byte) {
 			path := filepath.Join(t.TempDir(), "stream")
-			f := mustFile(t)(engine.Open(path, "wb"))
+			f := mustFile(t)(engine.Open(path, "wb", opt))
 			return f, func() []byte {
 				b, err := os.ReadFile(path)
 				if err != nil {
@@ -125,15 +131,15 @@ func writeSinks() []writeSink {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return mustFile(t)(engine.NewOSFile(w, "wb")), drain(t, r)
+			return mustFile(t)(engine.NewOSFile(w, "wb", opt)), drain(t, r)
 		}},
 		{"unix", func(t *testing.T) (*engine.File, func() []byte) {
 			a, b := socketPair(t)
-			return mustFile(t)(engine.NewOSFile(a, "wb")), drain(t, b)
+			return mustFile(t)(engine.NewOSFile(a, "wb", opt)), drain(t, b)
 		}},
 		{"tcp", func(t *testing.T) (*engine.File, func() []byte) {
 			a, b := tcpPair(t)
-			return mustFile(t)(engine.NewOSFile(a, "wb")), drain(t, b)
+			return mustFile(t)(engine.NewOSFile(a, "wb", opt)), drain(t, b)
 		}},
 	}
 }
@@ -144,16 +150,26 @@ type readSource struct {
 	open func(t *testing.T, data []byte) *engine.File
 }
 
+// feed writes data into w in a goroutine that the test owns: cleanup
+// closes w (which unblocks a write to a reader that never came) and
+// waits for it.
 func feed(t *testing.T, w io.WriteCloser, data []byte) {
+	done := make(chan error, 1)
 	go func() {
-		if _, err := w.Write(data); err != nil {
+		_, err := w.Write(data)
+		w.Close()
+		done <- err
+	}()
+	t.Cleanup(func() {
+		w.Close()
+		if err := <-done; err != nil && !t.Skipped() && !t.Failed() {
 			t.Errorf("feeding: %v", err)
 		}
-		w.Close()
-	}()
+	})
 }
 
-func readSources() []readSource {
+func readSources(k engine.Kind) []readSource {
+	opt := engine.WithBackend(k)
 	return []readSource{
 		{"memory", func(t *testing.T, data []byte) *engine.File {
 			b, err := sizedbuf.New(data)
@@ -177,7 +193,7 @@ func readSources() []readSource {
 			if err := os.WriteFile(path, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			return mustFile(t)(engine.Open(path, "rb"))
+			return mustFile(t)(engine.Open(path, "rb", opt))
 		}},
 		{"pipe", func(t *testing.T, data []byte) *engine.File {
 			r, w, err := os.Pipe()
@@ -185,12 +201,17 @@ func readSources() []readSource {
 				t.Fatal(err)
 			}
 			feed(t, w, data)
-			return mustFile(t)(engine.NewOSFile(r, "rb"))
+			return mustFile(t)(engine.NewOSFile(r, "rb", opt))
 		}},
 		{"unix", func(t *testing.T, data []byte) *engine.File {
 			a, b := socketPair(t)
 			feed(t, a, data)
-			return mustFile(t)(engine.NewOSFile(b, "rb"))
+			return mustFile(t)(engine.NewOSFile(b, "rb", opt))
+		}},
+		{"tcp", func(t *testing.T, data []byte) *engine.File {
+			a, b := tcpPair(t)
+			feed(t, a, data)
+			return mustFile(t)(engine.NewOSFile(b, "rb", opt))
 		}},
 	}
 }

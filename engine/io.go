@@ -39,7 +39,7 @@ func (f *File) Read(p []byte) (int, error) {
 		return 0, f.err
 	}
 	if f.bufIndex == f.bufSize {
-		if len(p) >= BufSize && f.err == nil && !f.writable {
+		if len(p) >= BufSize && f.err == nil && !f.writable && f.br == nil {
 			if n := f.readDirect(p); n > 0 {
 				return n, nil
 			}

@@ -1,19 +1,102 @@
 package engine
 
+import "fmt"
+
+// Kind names a backend implementation.
+type Kind int
+
+const (
+	// Auto picks, per kind of descriptor, the backend measured faster
+	// on it (see docs/performance.md), falling back to Syscall where
+	// io_uring cannot be had.
+	Auto Kind = iota
+	// Uring moves bytes through io_uring, falling back to Syscall (with
+	// the reason recorded) only where io_uring cannot be had.
+	Uring
+	// Syscall uses plain writev/pwritev/readv/preadv system calls.
+	Syscall
+	// Memory is the in-memory backend of NewMemory.
+	Memory
+	// Custom is a Backend given to New.
+	Custom
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Auto:
+		return "auto"
+	case Uring:
+		return "uring"
+	case Syscall:
+		return "syscall"
+	case Memory:
+		return "memory"
+	case Custom:
+		return "custom"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// ParseKind parses "auto", "uring" or "syscall".
+func ParseKind(s string) (Kind, error) {
+	switch s {
+	case "auto", "":
+		return Auto, nil
+	case "uring", "io_uring":
+		return Uring, nil
+	case "syscall":
+		return Syscall, nil
+	}
+	return 0, fmt.Errorf("qfile: unknown backend %q (want auto, uring or syscall)", s)
+}
+
 // Option configures a File made by Open, NewFD or NewOSFile.
 type Option func(*config)
 
 type config struct {
 	keepOpen bool
+	kind     Kind
+	depth    int
 }
 
 // KeepOpen makes Close leave the descriptor open: the File borrows it.
 func KeepOpen() Option { return func(c *config) { c.keepOpen = true } }
 
+// WithBackend chooses the backend (default Auto).
+func WithBackend(k Kind) Option { return func(c *config) { c.kind = k } }
+
+// WithQueueDepth sets how many buffers an asynchronous backend may have
+// in flight (default DefaultQueueDepth); 1 disables pipelining.
+func WithQueueDepth(n int) Option { return func(c *config) { c.depth = n } }
+
+// DefaultQueueDepth is the default number of 32 KiB buffers an
+// asynchronous backend keeps in flight.
+const DefaultQueueDepth = 4
+
 func buildConfig(opts []Option) config {
-	var c config
+	c := config{depth: DefaultQueueDepth}
 	for _, o := range opts {
 		o(&c)
 	}
+	if c.depth < 1 {
+		c.depth = 1
+	}
 	return c
+}
+
+// BackendInfo says which backend a File really uses and, when it is not
+// the one asked for, why.
+type BackendInfo struct {
+	Kind      Kind
+	Requested Kind
+	// Reason explains a fallback or the Auto policy's choice; empty
+	// when the requested backend is in use.
+	Reason string
+}
+
+func (i BackendInfo) String() string {
+	if i.Reason == "" {
+		return i.Kind.String()
+	}
+	return fmt.Sprintf("%s (%s)", i.Kind, i.Reason)
 }

@@ -103,7 +103,7 @@ func (f *File) PutBuffer(p []byte) {
 // on its own when the vector fills) has returned. Over a backend without
 // vectored writes it copies, as PutBuffer does.
 func (f *File) PutBufferAsync(p []byte) {
-	if f.vw == nil {
+	if f.vw == nil && f.async == nil {
 		f.PutBuffer(p)
 		return
 	}
@@ -111,6 +111,9 @@ func (f *File) PutBufferAsync(p []byte) {
 		return
 	}
 	f.rateLimitUsed += int64(len(p))
+	if f.async != nil {
+		f.slots[f.cur].pins.Pin(p)
+	}
 	f.vec.Append(p, 0)
 	if f.vec.Full() {
 		f.flush()

@@ -209,3 +209,35 @@ func TestSyscallsRoundTrip(t *testing.T) {
 		t.Fatalf("Pwritev allocates %v", allocs)
 	}
 }
+
+func TestPinnerPinsEachArrayOnce(t *testing.T) {
+	var p Pinner
+	ram := make([]byte, 16*4096)
+	for i := 0; i < 16; i++ {
+		p.Pin(ram[i*4096 : (i+1)*4096])
+	}
+	if p.Pins() != 1 {
+		t.Fatalf("16 pages of one array: %d pins, want 1", p.Pins())
+	}
+	other := make([]byte, 10)
+	p.Pin(other)
+	p.Pin(nil)
+	if p.Pins() != 2 {
+		t.Fatalf("second array: %d pins", p.Pins())
+	}
+	p.Unpin()
+	if p.Pins() != 0 {
+		t.Fatalf("after Unpin: %d", p.Pins())
+	}
+	p.Pin(ram[:1])
+	p.Unpin()
+	allocs := testing.AllocsPerRun(100, func() {
+		for i := 0; i < 16; i++ {
+			p.Pin(ram[i*4096 : (i+1)*4096])
+		}
+		p.Unpin()
+	})
+	if allocs != 0 {
+		t.Fatalf("Pin/Unpin allocate %v", allocs)
+	}
+}

@@ -1,0 +1,466 @@
+package engine
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/qfile/qfile/arena"
+	"github.com/qfile/qfile/iov"
+	"github.com/qfile/qfile/ring"
+)
+
+// uringBackend moves a File's bytes through io_uring.
+//
+// Writing, it is an asyncWriter: a flush starts a request for the slot
+// and returns; finish reaps until that slot's completion. Regular files
+// and block devices take several positional WRITEVs in flight. Pipes and
+// sockets take one request at a time, in flush order, because io_uring
+// does not order independent writes to one stream; stream sockets use
+// SENDMSG with MSG_WAITALL, which the kernel retries until all is sent.
+// A short completion is never data loss: the rest is resubmitted. After a
+// failure nothing more is issued, so the sink holds an exact prefix of
+// the stream (on a stream descriptor; positional writes already in
+// flight may still land after the failed one).
+//
+// Reading, it keeps read-ahead requests in flight (several 32 KiB
+// positional reads on regular files, one at a time on streams) and lends
+// the filled buffers to the File, so a byte is copied once by the kernel
+// and once by the caller's get, as with read(2).
+//
+// Memory: the slots' buffers are arena memory; caller memory queued with
+// PutBufferAsync is pinned by the File until finish. The iovec arrays
+// and msghdrs live in the File and the backend, which outlive every
+// request; the kernel copies them at submission (FeatSubmitStable).
+type uringBackend struct {
+	fdCommon
+	r          *ring.Ring
+	positional bool
+	sendmsg    bool
+
+	// Writing.
+	reqs []ureq
+	// queue holds the slots started while another request was in
+	// flight on a stream descriptor, in flush order.
+	queue    []int
+	inflight int
+	failed   error
+
+	// Reading: blocks form a ring; head is the next to lend, sub the
+	// next to issue, lent the one the File holds (-1: none).
+	blocks   []rblock
+	head     int
+	sub      int
+	lent     int
+	subPos   int64 // stream position of the next read request
+	reading  int   // read requests in flight
+	readEOF  bool  // a stream read returned 0: issue no more
+	readFail error
+
+	cqes [cqeBatch]ring.CQE
+}
+
+const (
+	// cqeBatch is how many completions one reap copies out.
+	cqeBatch = 32
+	// readAheadFile is the number of 32 KiB reads kept in flight on a
+	// regular file: 16 measured 2.2x plain 32 KiB reads on the page
+	// cache (docs/performance.md).
+	readAheadFile = 16
+	// readAheadStream is the number of read buffers on a pipe or
+	// socket: one in flight while the File consumes the other.
+	readAheadStream = 2
+	// maxRetries bounds consecutive EAGAIN/EINTR or empty completions
+	// of one request before it fails.
+	maxRetries = 1000
+	// readTag marks read requests in user_data; write requests carry
+	// their slot index.
+	readTag = 1 << 32
+)
+
+// newRing is ring.New; tests replace it to inject setup failures.
+var newRing = ring.New
+
+type ureqState uint8
+
+const (
+	reqIdle ureqState = iota
+	reqQueued
+	reqInFlight
+	reqDone
+	reqLent // a read block lent to the File
+)
+
+type ureq struct {
+	v       *iov.Vec
+	pos     int64
+	done    int
+	err     error
+	state   ureqState
+	retries int
+	msg     unix.Msghdr
+}
+
+// rblock is a read-ahead buffer of 2*BufSize bytes: reads land in the
+// back half, the File's pending bytes are copied into the front half.
+type rblock struct {
+	blk     arena.Block
+	buf     []byte
+	pos     int64
+	n       int
+	err     error
+	state   ureqState
+	retries int
+}
+
+func newUringBackend(c fdCommon, writable bool, depth int) (*uringBackend, error) {
+	b := &uringBackend{fdCommon: c, positional: c.seekable, lent: -1}
+	entries := depth
+	if writable {
+		b.reqs = make([]ureq, depth)
+		b.queue = make([]int, 0, depth)
+		b.sendmsg = c.kind == kindStreamSocket
+	} else {
+		n := readAheadStream
+		if b.positional {
+			n = readAheadFile
+		}
+		entries = n
+		b.blocks = make([]rblock, n)
+	}
+	r, err := newRing(uint32(entries), ring.WithFlags(ring.SetupCoopTaskrun|ring.SetupTaskrunFlag))
+	if err != nil {
+		return nil, err
+	}
+	b.r = r
+	for i := range b.blocks {
+		blk, buf, err := allocBufferSize(2 * BufSize)
+		if err != nil {
+			b.closeRing()
+			return nil, err
+		}
+		b.blocks[i].blk, b.blocks[i].buf = blk, buf
+	}
+	return b, nil
+}
+
+func (b *uringBackend) depth() int { return len(b.reqs) }
+
+// start begins writing v at pos as request slot.
+func (b *uringBackend) start(slot int, v *iov.Vec, pos int64) {
+	q := &b.reqs[slot]
+	*q = ureq{v: v, pos: pos, msg: q.msg}
+	switch {
+	case b.failed != nil:
+		q.state, q.err = reqDone, errSkipped
+	case !b.positional && b.inflight > 0:
+		q.state = reqQueued
+		b.queue = append(b.queue, slot)
+	default:
+		b.issueWrite(slot)
+	}
+	// Pick up what completed meanwhile, without waiting.
+	b.reap(false)
+}
+
+// issueWrite prepares and submits the request of slot.
+func (b *uringBackend) issueWrite(slot int) {
+	q := &b.reqs[slot]
+	sqe := b.getSQE()
+	iovs := q.v.Iovecs()
+	switch {
+	case b.sendmsg:
+		q.msg.Iov = &iovs[0]
+		q.msg.SetIovlen(len(iovs))
+		sqe.PrepSendmsg(b.fd, &q.msg, unix.MSG_WAITALL|unix.MSG_NOSIGNAL)
+	case b.positional:
+		sqe.PrepWritev(b.fd, iovs, uint64(b.base+q.pos))
+	default:
+		sqe.PrepWritev(b.fd, iovs, ring.OffCurrent)
+	}
+	sqe.SetUserData(uint64(slot))
+	q.state = reqInFlight
+	b.inflight++
+	b.submit()
+}
+
+// getSQE returns a free SQE. The ring has an entry for every request
+// the backend can have in flight, so a full SQ is a bug.
+func (b *uringBackend) getSQE() *ring.SQE {
+	sqe := b.r.GetSQE()
+	if sqe == nil {
+		panic("qfile: io_uring submission queue full with every request accounted for")
+	}
+	return sqe
+}
+
+// submit publishes the prepared SQEs. EINTR, EAGAIN and EBUSY (the
+// kernel holding completions back) are retried after reaping; the SQEs
+// stay queued meanwhile.
+func (b *uringBackend) submit() {
+	for try := 0; ; try++ {
+		_, err := b.r.Submit()
+		if err == nil {
+			return
+		}
+		if try == maxRetries {
+			panic(fmt.Sprintf("qfile: io_uring_enter keeps failing: %v", err))
+		}
+		b.reapOnce(false)
+	}
+}
+
+// finish waits for request slot.
+func (b *uringBackend) finish(slot int) (int, error) {
+	q := &b.reqs[slot]
+	for q.state != reqDone {
+		if q.state == reqIdle {
+			return 0, nil
+		}
+		b.reap(true)
+	}
+	q.state = reqIdle
+	q.v = nil
+	return q.done, q.err
+}
+
+// reap handles the completions that are ready; with wait, it first waits
+// for at least one if none is.
+func (b *uringBackend) reap(wait bool) {
+	for b.reapOnce(wait) == cqeBatch {
+		wait = false
+	}
+}
+
+func (b *uringBackend) reapOnce(wait bool) int {
+	n, _ := b.r.ReapCQEs(b.cqes[:])
+	if n == 0 && wait {
+		for try := 0; ; try++ {
+			if _, err := b.r.SubmitAndWait(1); err == nil {
+				break
+			} else if try == maxRetries {
+				panic(fmt.Sprintf("qfile: waiting for io_uring completions keeps failing: %v", err))
+			}
+		}
+		n, _ = b.r.ReapCQEs(b.cqes[:])
+	}
+	for i := range n {
+		c := b.cqes[i]
+		if c.UserData&readTag != 0 {
+			b.readDone(int(c.UserData&^readTag), c.Res)
+		} else {
+			b.writeDone(int(c.UserData), c.Res)
+		}
+	}
+	return n
+}
+
+func (b *uringBackend) opName() string {
+	if b.sendmsg {
+		return "io_uring sendmsg"
+	}
+	return "io_uring writev"
+}
+
+// writeDone handles the completion of slot's request.
+func (b *uringBackend) writeDone(slot int, res int32) {
+	q := &b.reqs[slot]
+	b.inflight--
+	switch {
+	case res == -int32(unix.EINTR) || res == -int32(unix.EAGAIN) || (res == 0 && q.v.Total() > 0):
+		if q.retries++; q.retries < maxRetries {
+			b.issueWrite(slot)
+			return
+		}
+		q.err = fmt.Errorf("qfile: %s: %w", b.opName(), io.ErrNoProgress)
+	case res < 0:
+		q.err = &os.SyscallError{Syscall: b.opName(), Err: unix.Errno(-res)}
+	default:
+		q.retries = 0
+		q.done += int(res)
+		q.pos += int64(res)
+		q.v.Advance(int(res))
+		if q.v.Total() > 0 {
+			// Short: the rest goes next, before anything queued.
+			b.issueWrite(slot)
+			return
+		}
+	}
+	q.state = reqDone
+	if q.err != nil && b.failed == nil {
+		b.failed = q.err
+	}
+	// Stream descriptors: the next queued request goes now.
+	for len(b.queue) > 0 && b.inflight == 0 {
+		next := b.queue[0]
+		b.queue = append(b.queue[:0], b.queue[1:]...)
+		if b.failed != nil {
+			b.reqs[next].state, b.reqs[next].err = reqDone, errSkipped
+			continue
+		}
+		b.issueWrite(next)
+	}
+}
+
+// nextBlock lends the File the next read-ahead block, with pending
+// copied in front of its data, and takes back the block lent before.
+//
+// pending lies in the block lent before, so that block is reissued only
+// after pending has been copied out of it.
+func (b *uringBackend) nextBlock(pending []byte) ([]byte, error) {
+	b.issueReads()
+	h := &b.blocks[b.head]
+	for h.state != reqDone {
+		if h.state == reqIdle {
+			// Nothing could be issued: the stream ended or failed.
+			if b.readFail != nil {
+				return nil, b.readFail
+			}
+			return nil, io.EOF
+		}
+		b.reap(true)
+	}
+	if h.err != nil {
+		return nil, h.err
+	}
+	if h.n == 0 {
+		return nil, io.EOF
+	}
+	start := BufSize - len(pending)
+	copy(h.buf[start:BufSize], pending)
+	view := h.buf[start : BufSize+h.n]
+	if b.lent >= 0 {
+		b.blocks[b.lent].state = reqIdle
+	}
+	h.state = reqLent
+	b.lent = b.head
+	b.head = (b.head + 1) % len(b.blocks)
+	if b.positional && h.n < BufSize {
+		// The reads after this one were issued for a full block here:
+		// start again where this one really ended.
+		b.resetReads(h.pos + int64(h.n))
+	}
+	b.issueReads()
+	return view, nil
+}
+
+// issueReads keeps the read-ahead going: on a positional descriptor the
+// free blocks, in batches of half the ring so that one io_uring_enter
+// carries many reads; on a stream one request at a time.
+func (b *uringBackend) issueReads() {
+	if b.positional && b.blocks[b.head].state != reqIdle && b.idleBlocks() < len(b.blocks)/2 {
+		return
+	}
+	issued := false
+	for b.readFail == nil && !b.readEOF {
+		blk := &b.blocks[b.sub]
+		if blk.state != reqIdle || (!b.positional && b.reading > 0) {
+			break
+		}
+		blk.pos, blk.n, blk.err, blk.retries = b.subPos, 0, nil, 0
+		b.prepRead(b.sub)
+		b.subPos += BufSize
+		b.sub = (b.sub + 1) % len(b.blocks)
+		issued = true
+	}
+	if issued {
+		b.submit()
+	}
+}
+
+// idleBlocks counts the blocks free for a new read.
+func (b *uringBackend) idleBlocks() int {
+	n := 0
+	for i := range b.blocks {
+		if b.blocks[i].state == reqIdle {
+			n++
+		}
+	}
+	return n
+}
+
+// prepRead prepares block i's read into the back half of its buffer; the
+// front half takes the File's pending bytes when the block is lent.
+func (b *uringBackend) prepRead(i int) {
+	blk := &b.blocks[i]
+	sqe := b.getSQE()
+	off := ring.OffCurrent
+	if b.positional {
+		off = uint64(b.base + blk.pos)
+	}
+	sqe.PrepRead(b.fd, blk.buf[BufSize:], off)
+	sqe.SetUserData(readTag | uint64(i))
+	blk.state = reqInFlight
+	b.reading++
+}
+
+// readDone handles the completion of block i's read.
+func (b *uringBackend) readDone(i int, res int32) {
+	blk := &b.blocks[i]
+	b.reading--
+	switch {
+	case res == -int32(unix.EINTR) || res == -int32(unix.EAGAIN):
+		if blk.retries++; blk.retries < maxRetries {
+			b.prepRead(i)
+			b.submit()
+			return
+		}
+		blk.err = fmt.Errorf("qfile: io_uring read: %w", io.ErrNoProgress)
+	case res < 0:
+		blk.err = &os.SyscallError{Syscall: "io_uring read", Err: unix.Errno(-res)}
+	default:
+		blk.n = int(res)
+		if res == 0 && !b.positional {
+			b.readEOF = true
+		}
+	}
+	if blk.err != nil && b.readFail == nil {
+		b.readFail = blk.err
+	}
+	blk.state = reqDone
+}
+
+// resetReads drops the read-ahead and restarts it at pos; the block lent
+// to the File stays lent.
+func (b *uringBackend) resetReads(pos int64) {
+	for b.reading > 0 {
+		b.reap(true)
+	}
+	for i := range b.blocks {
+		if b.blocks[i].state != reqLent {
+			b.blocks[i].state = reqIdle
+		}
+	}
+	b.head = (b.lent + 1) % len(b.blocks)
+	b.sub, b.subPos = b.head, pos
+}
+
+// closeRing waits for every request and closes the ring; only then may
+// the memory the requests named be released.
+func (b *uringBackend) closeRing() error {
+	if b.r == nil {
+		return nil
+	}
+	for b.inflight > 0 || b.reading > 0 {
+		b.reap(true)
+	}
+	err := b.r.Close()
+	b.r = nil
+	for i := range b.blocks {
+		if b.blocks[i].buf != nil {
+			mustFree(b.blocks[i].blk)
+			b.blocks[i].buf = nil
+		}
+	}
+	return err
+}
+
+func (b *uringBackend) Close() error {
+	rerr := b.closeRing()
+	if err := b.closeFD(); err != nil {
+		return err
+	}
+	return rerr
+}

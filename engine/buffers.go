@@ -1,0 +1,86 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/qfile/qfile/arena"
+	"github.com/qfile/qfile/iov"
+)
+
+// wslot is one write buffer with its vector. With an asynchronous
+// backend the kernel owns a slot from its flush until finish reports its
+// completion: its buffer, its vector and the caller memory pinned in
+// pins stay untouched until then.
+type wslot struct {
+	block arena.Block
+	buf   []byte
+	vec   iov.Vec
+	pins  iov.Pinner
+	busy  bool
+}
+
+// The File's buffers come from one process-wide arena: off-heap memory
+// the kernel may keep using after a system call returns, never moved and
+// never freed by the garbage collector (docs/architecture.md, "Memory").
+var (
+	bufArenaOnce sync.Once
+	bufArena     *arena.Arena
+	bufArenaErr  error
+)
+
+// allocBuffer returns a BufSize buffer from the arena, or from the Go
+// heap on platforms without one (where no backend is asynchronous).
+func allocBuffer() (arena.Block, []byte, error) { return allocBufferSize(BufSize) }
+
+func allocBufferSize(size int) (arena.Block, []byte, error) {
+	bufArenaOnce.Do(func() { bufArena, bufArenaErr = arena.New(arena.Config{}) })
+	if errors.Is(bufArenaErr, arena.ErrNotSupported) {
+		return arena.Block{}, make([]byte, size), nil
+	}
+	if bufArenaErr != nil {
+		return arena.Block{}, nil, fmt.Errorf("qfile: buffer arena: %w", bufArenaErr)
+	}
+	b, err := bufArena.Alloc(size)
+	if err != nil {
+		return arena.Block{}, nil, fmt.Errorf("qfile: allocating a %d-byte buffer: %w", size, err)
+	}
+	return b, b.Bytes(), nil
+}
+
+// BufferArenaStats reports the accounting of the arena that holds every
+// File's buffers.
+func BufferArenaStats() arena.Stats {
+	if bufArena == nil {
+		return arena.Stats{}
+	}
+	return bufArena.Stats()
+}
+
+// freeBuffers returns the File's buffers to the arena. It runs once the
+// backend is closed, when no request can still reference them.
+func (f *File) freeBuffers() {
+	for i := range f.slots {
+		s := &f.slots[i]
+		s.vec.Reset()
+		s.pins.Unpin()
+		if s.buf != nil && s.block != (arena.Block{}) {
+			mustFree(s.block)
+		}
+		s.buf = nil
+	}
+	if f.rblock != (arena.Block{}) {
+		mustFree(f.rblock)
+		f.rblock = arena.Block{}
+	}
+	f.buf, f.vec = nil, nil
+}
+
+// mustFree returns a block to the arena. A failure means the File freed
+// a buffer twice, a bug in this package.
+func mustFree(b arena.Block) {
+	if err := b.Free(); err != nil {
+		panic("qfile: freeing a File buffer: " + err.Error())
+	}
+}

@@ -1,0 +1,5 @@
+//go:build nouring
+
+package engine
+
+const uringBuilt = false

@@ -1,0 +1,5 @@
+//go:build !nouring
+
+package engine_test
+
+const builtWithoutUring = false
