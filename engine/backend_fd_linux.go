@@ -16,11 +16,11 @@ import (
 type fdKind int
 
 const (
-	kindRegular fdKind = iota // regular file: positional I/O
-	kindBlock                 // block device: positional I/O
-	kindPipe                  // pipe or FIFO
-	kindStreamSocket          // SOCK_STREAM socket (Unix or TCP)
-	kindOther                 // character devices, other sockets, ...
+	kindRegular      fdKind = iota // regular file: positional I/O
+	kindBlock                      // block device: positional I/O
+	kindPipe                       // pipe or FIFO
+	kindStreamSocket               // SOCK_STREAM socket (Unix or TCP)
+	kindOther                      // character devices, other sockets, ...
 )
 
 func (k fdKind) String() string {
@@ -50,6 +50,8 @@ type fdBackend struct {
 	// scratch holds the rest of a vector after a short write, so the
 	// caller's vector is never modified.
 	scratch iov.Vec
+	// faultVec holds a vector shortened by an injected fault.
+	faultVec iov.Vec
 }
 
 // maxZeroWrites bounds consecutive writes that move nothing without an
@@ -210,6 +212,24 @@ func Open(path, mode string, opts ...Option) (*File, error) {
 }
 
 func (b *fdBackend) writev(iovs []unix.Iovec, pos int64) (int, error) {
+	if faultHook != nil {
+		total := 0
+		for _, e := range iovs {
+			total += int(e.Len)
+		}
+		limit, errno := fault("write", total)
+		if errno != 0 {
+			return 0, errno
+		}
+		if limit < total {
+			b.faultVec.Reset()
+			for _, e := range iovs {
+				p := iov.Bytes(e)
+				b.faultVec.Append(p[:min(len(p), limit-b.faultVec.Total())], 0)
+			}
+			iovs = b.faultVec.Iovecs()
+		}
+	}
 	if b.seekable {
 		return iov.Pwritev(b.fd, iovs, b.base+pos)
 	}
@@ -282,29 +302,45 @@ func (b *fdBackend) ReadAt(p []byte, pos int64) (int, error) {
 		var n int
 		var err error
 		name := "read"
+		p := p
+		if faultHook != nil {
+			limit, errno := fault("read", len(p))
+			if errno != 0 {
+				if err := b.readErr(name, errno); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			p = p[:limit]
+		}
 		if b.seekable {
 			name = "pread"
 			n, err = iov.Pread(b.fd, p, b.base+pos)
 		} else {
 			n, err = iov.Read(b.fd, p)
 		}
-		switch err {
-		case nil:
+		if err == nil {
 			if n == 0 && len(p) > 0 {
 				return 0, io.EOF
 			}
 			return n, nil
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			if err := b.wait(unix.POLLIN); err != nil {
-				return 0, err
-			}
-			continue
-		default:
-			return 0, &os.SyscallError{Syscall: name, Err: err}
+		}
+		if err := b.readErr(name, err.(unix.Errno)); err != nil {
+			return 0, err
 		}
 	}
+}
+
+// readErr turns a read's errno into nil for the retried ones (after
+// waiting for readiness on EAGAIN) or the error to return.
+func (b *fdBackend) readErr(name string, errno unix.Errno) error {
+	switch errno {
+	case unix.EINTR:
+		return nil
+	case unix.EAGAIN:
+		return b.wait(unix.POLLIN)
+	}
+	return &os.SyscallError{Syscall: name, Err: errno}
 }
 
 // wait blocks until the descriptor is ready for events (or has failed:

@@ -94,25 +94,28 @@ const (
 )
 
 type ureq struct {
-	v       *iov.Vec
-	pos     int64
-	done    int
-	err     error
-	state   ureqState
-	retries int
-	msg     unix.Msghdr
+	v        *iov.Vec
+	faultVec iov.Vec // a vector shortened by an injected fault
+	injected int32   // the result an injected fault gives the request
+	pos      int64
+	done     int
+	err      error
+	state    ureqState
+	retries  int
+	msg      unix.Msghdr
 }
 
 // rblock is a read-ahead buffer of 2*BufSize bytes: reads land in the
 // back half, the File's pending bytes are copied into the front half.
 type rblock struct {
-	blk     arena.Block
-	buf     []byte
-	pos     int64
-	n       int
-	err     error
-	state   ureqState
-	retries int
+	blk      arena.Block
+	buf      []byte
+	pos      int64
+	n        int
+	err      error
+	state    ureqState
+	retries  int
+	injected int32 // the result an injected fault gives the read
 }
 
 func newUringBackend(c fdCommon, writable bool, depth int) (*uringBackend, error) {
@@ -151,7 +154,7 @@ func (b *uringBackend) depth() int { return len(b.reqs) }
 // start begins writing v at pos as request slot.
 func (b *uringBackend) start(slot int, v *iov.Vec, pos int64) {
 	q := &b.reqs[slot]
-	*q = ureq{v: v, pos: pos, msg: q.msg}
+	q.v, q.pos, q.done, q.err, q.retries, q.injected = v, pos, 0, nil, 0, 0
 	switch {
 	case b.failed != nil:
 		q.state, q.err = reqDone, errSkipped
@@ -169,7 +172,29 @@ func (b *uringBackend) start(slot int, v *iov.Vec, pos int64) {
 func (b *uringBackend) issueWrite(slot int) {
 	q := &b.reqs[slot]
 	sqe := b.getSQE()
+	sqe.SetUserData(uint64(slot))
+	q.state = reqInFlight
+	b.inflight++
 	iovs := q.v.Iovecs()
+	if faultHook != nil {
+		limit, errno := fault("write", q.v.Total())
+		if errno != 0 {
+			// The request fails as the kernel would fail it; a NOP
+			// carries its completion.
+			q.injected = -int32(errno)
+			sqe.PrepNop()
+			b.submit()
+			return
+		}
+		if limit < q.v.Total() {
+			q.faultVec.Reset()
+			for i := range q.v.Len() {
+				p := q.v.Bytes(i)
+				q.faultVec.Append(p[:min(len(p), limit-q.faultVec.Total())], 0)
+			}
+			iovs = q.faultVec.Iovecs()
+		}
+	}
 	switch {
 	case b.sendmsg:
 		q.msg.Iov = &iovs[0]
@@ -180,9 +205,6 @@ func (b *uringBackend) issueWrite(slot int) {
 	default:
 		sqe.PrepWritev(b.fd, iovs, ring.OffCurrent)
 	}
-	sqe.SetUserData(uint64(slot))
-	q.state = reqInFlight
-	b.inflight++
 	b.submit()
 }
 
@@ -268,6 +290,9 @@ func (b *uringBackend) opName() string {
 func (b *uringBackend) writeDone(slot int, res int32) {
 	q := &b.reqs[slot]
 	b.inflight--
+	if q.injected != 0 {
+		res, q.injected = q.injected, 0
+	}
 	switch {
 	case res == -int32(unix.EINTR) || res == -int32(unix.EAGAIN) || (res == 0 && q.v.Total() > 0):
 		if q.retries++; q.retries < maxRetries {
@@ -386,20 +411,33 @@ func (b *uringBackend) idleBlocks() int {
 func (b *uringBackend) prepRead(i int) {
 	blk := &b.blocks[i]
 	sqe := b.getSQE()
+	sqe.SetUserData(readTag | uint64(i))
+	blk.state = reqInFlight
+	b.reading++
 	off := ring.OffCurrent
 	if b.positional {
 		off = uint64(b.base + blk.pos)
 	}
-	sqe.PrepRead(b.fd, blk.buf[BufSize:], off)
-	sqe.SetUserData(readTag | uint64(i))
-	blk.state = reqInFlight
-	b.reading++
+	dst := blk.buf[BufSize:]
+	if faultHook != nil {
+		limit, errno := fault("read", len(dst))
+		if errno != 0 {
+			blk.injected = -int32(errno)
+			sqe.PrepNop()
+			return
+		}
+		dst = dst[:limit]
+	}
+	sqe.PrepRead(b.fd, dst, off)
 }
 
 // readDone handles the completion of block i's read.
 func (b *uringBackend) readDone(i int, res int32) {
 	blk := &b.blocks[i]
 	b.reading--
+	if blk.injected != 0 {
+		res, blk.injected = blk.injected, 0
+	}
 	switch {
 	case res == -int32(unix.EINTR) || res == -int32(unix.EAGAIN):
 		if blk.retries++; blk.retries < maxRetries {

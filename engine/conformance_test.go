@@ -131,6 +131,31 @@ func (s *script) write(t *testing.T, f *engine.File) {
 	}
 }
 
+// writeLoose puts the script without checking errors, as a caller that
+// looks only at Close would.
+func (s *script) writeLoose(f *engine.File) {
+	for _, o := range s.ops {
+		switch o.kind {
+		case opByte:
+			f.PutByte(byte(o.v))
+		case opBE16:
+			f.PutBE16(uint16(o.v))
+		case opBE32:
+			f.PutBE32(uint32(o.v))
+		case opBE64:
+			f.PutBE64(o.v)
+		case opBuffer:
+			f.PutBuffer(s.pool[o.off : o.off+o.n])
+		case opAsync:
+			f.PutBufferAsync(s.pool[o.off : o.off+o.n])
+		case opString:
+			f.PutCountedString(string(s.pool[o.off : o.off+o.n]))
+		case opFlush:
+			f.Flush()
+		}
+	}
+}
+
 // read consumes the stream with gets matching the script, varying the
 // kind of get so every read call is exercised.
 func (s *script) read(t *testing.T, f *engine.File) {

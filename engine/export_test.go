@@ -1,10 +1,22 @@
 package engine
 
-import "github.com/qfile/qfile/ring"
+import (
+	"golang.org/x/sys/unix"
+
+	"github.com/qfile/qfile/ring"
+)
 
 // SetNewRing replaces the ring constructor, to inject setup failures.
 func SetNewRing(f func(entries uint32, opts ...ring.Option) (*ring.Ring, error)) (restore func()) {
 	old := newRing
 	newRing = f
 	return func() { newRing = old }
+}
+
+// SetFaultHook installs a fault injector consulted before every write
+// or read of the descriptor backends; see faultHook.
+func SetFaultHook(f func(op string, n int) (limit int, errno unix.Errno)) (restore func()) {
+	old := faultHook
+	faultHook = f
+	return func() { faultHook = old }
 }

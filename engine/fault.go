@@ -1,0 +1,28 @@
+package engine
+
+import "golang.org/x/sys/unix"
+
+// faultHook, when tests set it (SetFaultHook in export_test.go), is
+// consulted before every write or read a descriptor backend issues, with
+// the operation ("write" or "read") and its size. A non-zero errno
+// fails the operation with that errno without touching the descriptor;
+// otherwise a limit between 1 and n-1 issues only the first limit bytes,
+// a real short transfer. Faults are injected where the kernel would
+// report them, so the backends' retry and error paths run as they would
+// in the world.
+var faultHook func(op string, n int) (limit int, errno unix.Errno)
+
+// fault consults faultHook.
+func fault(op string, n int) (int, unix.Errno) {
+	if faultHook == nil || n == 0 {
+		return n, 0
+	}
+	limit, errno := faultHook(op, n)
+	if errno != 0 {
+		return 0, errno
+	}
+	if limit <= 0 || limit > n {
+		limit = n
+	}
+	return limit, 0
+}
