@@ -21,6 +21,14 @@ type asyncWriter interface {
 	finish(slot int) (int, error)
 }
 
+// bufferUser is a backend that wants to know the File's write buffers,
+// to register them with the kernel.
+type bufferUser interface {
+	setBuffers(bufs [][]byte)
+	// registered reports whether they are registered, and why not.
+	registered() (bool, error)
+}
+
 // blockReader is a backend that reads ahead into buffers of its own and
 // lends them to the File instead of copying out of them.
 type blockReader interface {

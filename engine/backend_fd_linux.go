@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/qfile/qfile/arena"
 	"github.com/qfile/qfile/iov"
 )
 
@@ -34,8 +35,10 @@ type fdCommon struct {
 	keepOpen bool
 	kind     fdKind
 	seekable bool
-	// direct is set when the descriptor was opened with O_DIRECT.
+	// direct is set when the descriptor was opened with O_DIRECT; align
+	// is then the alignment of its offsets, lengths and memory.
 	direct bool
+	align  int
 	// base is the descriptor's offset when the File was made: stream
 	// position 0 is at base on seekable descriptors.
 	base int64
@@ -52,6 +55,17 @@ type fdBackend struct {
 	scratch iov.Vec
 	// faultVec holds a vector shortened by an injected fault.
 	faultVec iov.Vec
+	// bounce is the aligned buffer O_DIRECT reads go through: the File
+	// asks for bytes at any offset, the descriptor takes aligned ones.
+	bounce    []byte
+	bounceBlk arena.Block
+}
+
+func (b *fdBackend) freeBounce() {
+	if b.bounce != nil {
+		mustFree(b.bounceBlk)
+		b.bounce = nil
+	}
 }
 
 // maxZeroWrites bounds consecutive writes that move nothing without an
@@ -81,7 +95,10 @@ func newFDCommon(fd int, file *os.File, keepOpen bool) (fdCommon, error) {
 		}
 		c.seekable, c.base = true, off
 		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err == nil && fl&unix.O_DIRECT != 0 {
-			c.direct = true
+			c.direct, c.align = true, directAlign(fd)
+			if c.base%int64(c.align) != 0 {
+				return fdCommon{}, fmt.Errorf("qfile: O_DIRECT descriptor at offset %d, not a multiple of its %d-byte alignment", c.base, c.align)
+			}
 		}
 	case unix.S_IFIFO:
 		c.kind = kindPipe
@@ -92,6 +109,33 @@ func newFDCommon(fd int, file *os.File, keepOpen bool) (fdCommon, error) {
 		}
 	}
 	return c, nil
+}
+
+// defaultDirectAlign is the alignment assumed for O_DIRECT when the
+// kernel does not say: 4096 covers every logical block size in use.
+const defaultDirectAlign = 4096
+
+// directAlign returns the O_DIRECT alignment of fd: the larger of the
+// offset and memory alignments statx reports (STATX_DIOALIGN, 6.1+),
+// at most one buffer; else defaultDirectAlign.
+func directAlign(fd int) int {
+	var st unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN, &st); err == nil && st.Mask&unix.STATX_DIOALIGN != 0 {
+		a := int(max(st.Dio_offset_align, st.Dio_mem_align))
+		if a > 0 && a&(a-1) == 0 && a <= BufSize {
+			return a
+		}
+	}
+	return defaultDirectAlign
+}
+
+// truncate sets the file's size to stream position size: an O_DIRECT
+// stream pads its last block, Close cuts the padding off.
+func (c *fdCommon) truncate(size int64) error {
+	if err := unix.Ftruncate(c.fd, c.base+size); err != nil {
+		return &os.SyscallError{Syscall: "ftruncate", Err: err}
+	}
+	return nil
 }
 
 // growPipe lifts the pipe buffer to pipe-max-size: with the default
@@ -176,15 +220,26 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 				return nil, err
 			}
 			f.info = BackendInfo{Kind: Uring, Requested: c.kind, Reason: reason}
+			f.align = fc.align
 			return f, nil
 		}
 		reason = "io_uring unavailable: " + err.Error()
 	}
-	f, err := newFile(&fdBackend{fdCommon: fc}, writable)
+	fb := &fdBackend{fdCommon: fc}
+	if fc.direct && !writable {
+		blk, buf, err := allocBufferSize(2 * BufSize)
+		if err != nil {
+			return nil, err
+		}
+		fb.bounceBlk, fb.bounce = blk, buf
+	}
+	f, err := newFile(fb, writable)
 	if err != nil {
+		fb.freeBounce()
 		return nil, err
 	}
 	f.info = BackendInfo{Kind: Syscall, Requested: c.kind, Reason: reason}
+	f.align = fc.align
 	return f, nil
 }
 
@@ -198,6 +253,9 @@ func Open(path, mode string, opts ...Option) (*File, error) {
 	flags := os.O_RDONLY
 	if writable {
 		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	if buildConfig(opts).direct {
+		flags |= unix.O_DIRECT
 	}
 	file, err := os.OpenFile(path, flags, 0o644)
 	if err != nil {
@@ -298,6 +356,29 @@ func (b *fdBackend) WritevAt(iovs []unix.Iovec, pos int64) (int, error) {
 
 // ReadAt reads up to len(p) bytes; 0 and io.EOF at the end.
 func (b *fdBackend) ReadAt(p []byte, pos int64) (int, error) {
+	if b.bounce != nil {
+		return b.readDirect(p, pos)
+	}
+	return b.read(p, pos)
+}
+
+// readDirect reads through the aligned bounce buffer: the aligned span
+// around pos, then the wanted part copied out.
+func (b *fdBackend) readDirect(p []byte, pos int64) (int, error) {
+	a := int64(b.align)
+	start := pos &^ (a - 1)
+	n, err := b.read(b.bounce[:BufSize], start)
+	skip := int(pos - start)
+	if n <= skip {
+		if err == nil {
+			err = io.EOF
+		}
+		return 0, err
+	}
+	return copy(p, b.bounce[skip:n]), nil
+}
+
+func (b *fdBackend) read(p []byte, pos int64) (int, error) {
 	for {
 		var n int
 		var err error
@@ -358,4 +439,7 @@ func (b *fdBackend) wait(events int16) error {
 	}
 }
 
-func (b *fdBackend) Close() error { return b.closeFD() }
+func (b *fdBackend) Close() error {
+	b.freeBounce()
+	return b.closeFD()
+}

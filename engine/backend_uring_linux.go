@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -59,6 +60,16 @@ type uringBackend struct {
 	readEOF  bool  // a stream read returned 0: issue no more
 	readFail error
 
+	// Registered buffers: the write slots (indexed by slot) or the read
+	// blocks (indexed by block), registered with the ring so requests
+	// that lie wholly in them use the fixed opcodes. fixedErr says why
+	// registration failed; writevFixed is the probe's word on
+	// IORING_OP_WRITEV_FIXED.
+	fixed       bool
+	fixedErr    error
+	writevFixed bool
+	slotBufs    [][]byte
+
 	cqes [cqeBatch]ring.CQE
 }
 
@@ -82,6 +93,15 @@ const (
 
 // newRing is ring.New; tests replace it to inject setup failures.
 var newRing = ring.New
+
+// useFixed enables registered buffers; tests and benchmarks turn it off
+// to compare (SetRegisteredBuffers in export_test.go).
+var useFixed = true
+
+var (
+	errFixedDisabled = errors.New("registered buffers disabled")
+	errFixedSendmsg  = errors.New("stream sockets are written with SENDMSG, which takes no registered buffer")
+)
 
 type ureqState uint8
 
@@ -146,8 +166,51 @@ func newUringBackend(c fdCommon, writable bool, depth int) (*uringBackend, error
 		}
 		b.blocks[i].blk, b.blocks[i].buf = blk, buf
 	}
+	if !writable {
+		bufs := make([][]byte, len(b.blocks))
+		for i := range b.blocks {
+			bufs[i] = b.blocks[i].buf
+		}
+		b.register(bufs)
+	}
 	return b, nil
 }
+
+// setBuffers tells the backend the File's write slots, to register.
+func (b *uringBackend) setBuffers(bufs [][]byte) {
+	b.slotBufs = bufs
+	if b.sendmsg {
+		b.fixedErr = errFixedSendmsg
+		return
+	}
+	b.register(bufs)
+}
+
+// register registers bufs with the ring, one registered buffer each. A
+// failure (RLIMIT_MEMLOCK, an old kernel) is recorded, and requests use
+// the plain opcodes.
+func (b *uringBackend) register(bufs [][]byte) {
+	if !useFixed {
+		b.fixedErr = errFixedDisabled
+		return
+	}
+	iovs := make([]unix.Iovec, len(bufs))
+	for i, p := range bufs {
+		iovs[i] = unix.Iovec{Base: &p[0], Len: uint64(len(p))}
+	}
+	if err := b.r.RegisterBuffers(iovs); err != nil {
+		b.fixedErr = err
+		return
+	}
+	b.fixed = true
+	if p, err := b.r.Probe(); err == nil {
+		b.writevFixed = p.Supported(ring.OpWritevFixed)
+	}
+}
+
+// registered reports whether the ring uses registered buffers, and why
+// not.
+func (b *uringBackend) registered() (bool, error) { return b.fixed, b.fixedErr }
 
 func (b *uringBackend) depth() int { return len(b.reqs) }
 
@@ -195,15 +258,22 @@ func (b *uringBackend) issueWrite(slot int) {
 			iovs = q.faultVec.Iovecs()
 		}
 	}
+	off := ring.OffCurrent
+	if b.positional {
+		off = uint64(b.base + q.pos)
+	}
 	switch {
+	case b.fixed && q.v.Len() == 1 && &iovs[0] == &q.v.Iovecs()[0] && q.v.Within(b.slotBufs[slot]):
+		// One span in the slot's registered buffer (bulk puts).
+		sqe.PrepWriteFixed(b.fd, q.v.Bytes(0), off, uint16(slot))
+	case b.fixed && b.writevFixed && &iovs[0] == &q.v.Iovecs()[0] && q.v.Within(b.slotBufs[slot]):
+		sqe.PrepWritevFixed(b.fd, iovs, off, uint16(slot))
 	case b.sendmsg:
 		q.msg.Iov = &iovs[0]
 		q.msg.SetIovlen(len(iovs))
 		sqe.PrepSendmsg(b.fd, &q.msg, unix.MSG_WAITALL|unix.MSG_NOSIGNAL)
-	case b.positional:
-		sqe.PrepWritev(b.fd, iovs, uint64(b.base+q.pos))
 	default:
-		sqe.PrepWritev(b.fd, iovs, ring.OffCurrent)
+		sqe.PrepWritev(b.fd, iovs, off)
 	}
 	b.submit()
 }
@@ -362,9 +432,11 @@ func (b *uringBackend) nextBlock(pending []byte) ([]byte, error) {
 	h.state = reqLent
 	b.lent = b.head
 	b.head = (b.head + 1) % len(b.blocks)
-	if b.positional && h.n < BufSize {
+	if b.positional && h.n < BufSize && !b.direct {
 		// The reads after this one were issued for a full block here:
-		// start again where this one really ended.
+		// start again where this one really ended. (On O_DIRECT a
+		// short read is the end of the file: the later reads, at
+		// aligned offsets past it, return 0.)
 		b.resetReads(h.pos + int64(h.n))
 	}
 	b.issueReads()
@@ -427,6 +499,10 @@ func (b *uringBackend) prepRead(i int) {
 			return
 		}
 		dst = dst[:limit]
+	}
+	if b.fixed {
+		sqe.PrepReadFixed(b.fd, dst, off, uint16(i))
+		return
 	}
 	sqe.PrepRead(b.fd, dst, off)
 }

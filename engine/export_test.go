@@ -20,3 +20,11 @@ func SetFaultHook(f func(op string, n int) (limit int, errno unix.Errno)) (resto
 	faultHook = f
 	return func() { faultHook = old }
 }
+
+// SetRegisteredBuffers turns registered buffers on or off for Files
+// made afterwards.
+func SetRegisteredBuffers(on bool) (restore func()) {
+	old := useFixed
+	useFixed = on
+	return func() { useFixed = old }
+}

@@ -81,6 +81,9 @@ type File struct {
 	async asyncWriter
 	// rblock is the read buffer's arena block.
 	rblock arena.Block
+	// align is non-zero on an O_DIRECT descriptor: writes are whole
+	// aligned blocks at aligned offsets (flushDirect).
+	align int
 
 	// pos is the backend position: bytes handed to the backend when
 	// writing, bytes read from it when reading (QEMU's pos).
@@ -155,6 +158,13 @@ func newFile(b Backend, writable bool) (*File, error) {
 		f.slots[i].block, f.slots[i].buf = blk, buf
 	}
 	f.buf, f.vec = f.slots[0].buf, &f.slots[0].vec
+	if u, ok := b.(bufferUser); ok {
+		bufs := make([][]byte, len(f.slots))
+		for i := range f.slots {
+			bufs[i] = f.slots[i].buf
+		}
+		u.setBuffers(bufs)
+	}
 	return f, nil
 }
 
@@ -170,7 +180,17 @@ func (f *File) SetError(err error) {
 }
 
 // BackendInfo says which backend the File uses and why.
-func (f *File) BackendInfo() BackendInfo { return f.info }
+func (f *File) BackendInfo() BackendInfo {
+	info := f.info
+	if u, ok := f.be.(bufferUser); ok {
+		var err error
+		info.Registered, err = u.registered()
+		if err != nil {
+			info.RegisterReason = err.Error()
+		}
+	}
+	return info
+}
 
 // Writable reports whether the File was opened for writing.
 func (f *File) Writable() bool { return f.writable }
@@ -216,6 +236,12 @@ func (f *File) Close() error {
 	}
 	if f.writable {
 		f.Flush()
+		if f.align != 0 {
+			// The last block was padded: cut the file to the stream.
+			if t, ok := f.be.(interface{ truncate(int64) error }); ok {
+				f.SetError(t.truncate(f.Tell()))
+			}
+		}
 	}
 	f.closed = true
 	cerr := f.be.Close()

@@ -29,6 +29,15 @@ func (f *File) flush() {
 		f.bufIndex = 0
 		return
 	}
+	if f.align != 0 {
+		f.flushDirect(total)
+		return
+	}
+	f.write(total)
+}
+
+// write hands the vector of total bytes to the backend.
+func (f *File) write(total int) {
 	if f.async != nil {
 		f.flushAsync(total)
 		return
@@ -51,4 +60,35 @@ func (f *File) flush() {
 	f.SetError(err)
 	f.vec.Reset()
 	f.bufIndex = 0
+}
+
+// flushDirect writes the buffer of an O_DIRECT File: every byte is in
+// the slot buffer (async puts copy), which starts at an aligned file
+// offset. The data is padded with zeros to a whole block; the unaligned
+// tail is carried to the start of the next buffer, so the next write
+// also starts aligned and rewrites the padded block with real bytes;
+// Close truncates the padding off.
+func (f *File) flushDirect(n int) {
+	a := f.align
+	padded := (n + a - 1) &^ (a - 1)
+	carry := n % a
+	start := f.pos
+	src := f.buf
+	clear(src[n:padded])
+	f.vec.Append(src[n:padded], 0)
+	f.write(padded)
+	if f.err != nil {
+		return
+	}
+	if carry > 0 && f.async != nil {
+		// The next write overlaps this one's last block: it must land
+		// after it.
+		f.drain()
+	}
+	f.pos = start + int64(n-carry)
+	if carry > 0 {
+		copy(f.buf[:carry], src[n-carry:n])
+		f.vec.Append(f.buf[:carry], 0)
+		f.bufIndex = carry
+	}
 }

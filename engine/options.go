@@ -55,12 +55,20 @@ type Option func(*config)
 
 type config struct {
 	keepOpen bool
+	direct   bool
 	kind     Kind
 	depth    int
 }
 
 // KeepOpen makes Close leave the descriptor open: the File borrows it.
 func KeepOpen() Option { return func(c *config) { c.keepOpen = true } }
+
+// WithDirectIO makes Open open the file with O_DIRECT: the page cache
+// is bypassed, and the File writes and reads whole aligned blocks (a
+// stream of any length reads back exactly; see docs/architecture.md).
+// Descriptors opened with O_DIRECT elsewhere are detected by NewFD and
+// NewOSFile without it.
+func WithDirectIO() Option { return func(c *config) { c.direct = true } }
 
 // WithBackend chooses the backend (default Auto).
 func WithBackend(k Kind) Option { return func(c *config) { c.kind = k } }
@@ -92,6 +100,10 @@ type BackendInfo struct {
 	// Reason explains a fallback or the Auto policy's choice; empty
 	// when the requested backend is in use.
 	Reason string
+	// Registered reports whether the File's buffers are registered with
+	// the ring (fixed-buffer opcodes); RegisterReason says why not.
+	Registered     bool
+	RegisterReason string
 }
 
 func (i BackendInfo) String() string {

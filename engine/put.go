@@ -103,7 +103,9 @@ func (f *File) PutBuffer(p []byte) {
 // on its own when the vector fills) has returned. Over a backend without
 // vectored writes it copies, as PutBuffer does.
 func (f *File) PutBufferAsync(p []byte) {
-	if f.vw == nil && f.async == nil {
+	if (f.vw == nil && f.async == nil) || f.align != 0 {
+		// No vectored writes, or O_DIRECT, which takes only aligned
+		// memory: copy.
 		f.PutBuffer(p)
 		return
 	}

@@ -290,3 +290,44 @@ func TestShortWritesSlowReader(t *testing.T) {
 		}
 	}
 }
+
+func TestRegisteredBuffers(t *testing.T) {
+	requireUring(t)
+	s := newScript(5, 500)
+	dir := t.TempDir()
+	for _, on := range []bool{true, false} {
+		restore := engine.SetRegisteredBuffers(on)
+		path := filepath.Join(dir, "w")
+		f := mustFile(t)(engine.Open(path, "wb", engine.WithBackend(engine.Uring)))
+		info := f.BackendInfo()
+		if info.Registered != on {
+			t.Fatalf("registered %v, want %v (%s)", info.Registered, on, info.RegisterReason)
+		}
+		if !on && !strings.Contains(info.RegisterReason, "disabled") {
+			t.Fatalf("no reason recorded: %q", info.RegisterReason)
+		}
+		s.write(t, f)
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(path)
+		equalBytes(t, "file", got, s.want)
+
+		g := mustFile(t)(engine.Open(path, "rb", engine.WithBackend(engine.Uring)))
+		if g.BackendInfo().Registered != on {
+			t.Fatalf("reader registered %v, want %v", g.BackendInfo().Registered, on)
+		}
+		s.read(t, g)
+		g.Close()
+		restore()
+	}
+	// Stream sockets are written with SENDMSG: no registration, and
+	// the reason says so.
+	a, b := socketPair(t)
+	defer b.Close()
+	f := mustFile(t)(engine.NewOSFile(a, "wb", engine.WithBackend(engine.Uring)))
+	if info := f.BackendInfo(); info.Registered || !strings.Contains(info.RegisterReason, "SENDMSG") {
+		t.Fatalf("socket writer: %+v", info)
+	}
+	f.Close()
+}

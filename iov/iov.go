@@ -115,3 +115,19 @@ func (v *Vec) Reset() {
 func Bytes(e unix.Iovec) []byte {
 	return unsafe.Slice(e.Base, int(e.Len))
 }
+
+// Within reports whether every entry lies inside the memory of buf.
+func (v *Vec) Within(buf []byte) bool {
+	if len(buf) == 0 {
+		return v.n == 0
+	}
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	hi := lo + uintptr(len(buf))
+	for i := 0; i < v.n; i++ {
+		b := uintptr(unsafe.Pointer(v.iovs[i].Base))
+		if b < lo || b+uintptr(v.iovs[i].Len) > hi {
+			return false
+		}
+	}
+	return true
+}

@@ -241,3 +241,21 @@ func TestPinnerPinsEachArrayOnce(t *testing.T) {
 		t.Fatalf("Pin/Unpin allocate %v", allocs)
 	}
 }
+
+func TestWithin(t *testing.T) {
+	buf := make([]byte, 100)
+	other := make([]byte, 10)
+	var v Vec
+	if !v.Within(buf) {
+		t.Fatalf("empty vector not within")
+	}
+	v.Append(buf[10:20], 0)
+	v.Append(buf[50:100], 1)
+	if !v.Within(buf) || v.Within(buf[:99]) || v.Within(buf[11:]) {
+		t.Fatalf("Within bounds wrong")
+	}
+	v.Append(other, 0)
+	if v.Within(buf) {
+		t.Fatalf("foreign span counted within")
+	}
+}
