@@ -67,8 +67,10 @@ func (f *File) finishSlot(i int) {
 	_, err := f.async.finish(i)
 	s.busy = false
 	s.pins.Unpin()
+	f.release(s)
 	s.vec.Reset()
 	if err != nil && err != errSkipped {
+		f.noteShutdown()
 		f.SetError(err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -42,6 +43,9 @@ type fdCommon struct {
 	// base is the descriptor's offset when the File was made: stream
 	// position 0 is at base on seekable descriptors.
 	base int64
+	// mu orders Shutdown, from any goroutine, against Close.
+	mu     *sync.Mutex
+	closed bool
 }
 
 // fdBackend is the syscall backend: writev/readv on pipes and sockets,
@@ -59,6 +63,11 @@ type fdBackend struct {
 	// asks for bytes at any offset, the descriptor takes aligned ones.
 	bounce    []byte
 	bounceBlk arena.Block
+	// fdPassing makes reads use recvmsg, queueing passed descriptors
+	// in fds; oob is its control buffer.
+	fdPassing bool
+	fds       []int
+	oob       []byte
 }
 
 func (b *fdBackend) freeBounce() {
@@ -82,7 +91,7 @@ func newFDCommon(fd int, file *os.File, keepOpen bool) (fdCommon, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fdCommon{}, &os.SyscallError{Syscall: "fstat", Err: err}
 	}
-	c := fdCommon{fd: fd, file: file, keepOpen: keepOpen, kind: kindOther}
+	c := fdCommon{fd: fd, file: file, keepOpen: keepOpen, kind: kindOther, mu: new(sync.Mutex)}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG, unix.S_IFBLK:
 		c.kind = kindRegular
@@ -159,6 +168,9 @@ func growPipe(fd int) {
 func (c *fdCommon) FD() int { return c.fd }
 
 func (c *fdCommon) closeFD() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
 	if c.keepOpen {
 		return nil
 	}
@@ -211,8 +223,12 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 		return nil, err
 	}
 	kind, reason := choose(c.kind, fc, writable)
+	if c.fdPassing && !writable && fc.isUnixSocket() && kind == Uring {
+		kind, reason = Syscall, "fd passing reads with recvmsg"
+	}
+	zcReason := ""
 	if kind == Uring {
-		b, err := newUringBackend(fc, writable, c.depth)
+		b, err := newUringBackend(fc, writable, c.depth, c.zeroCopy)
 		if err == nil {
 			f, err := newFile(b, writable)
 			if err != nil {
@@ -220,12 +236,19 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 				return nil, err
 			}
 			f.info = BackendInfo{Kind: Uring, Requested: c.kind, Reason: reason}
+			f.info.ZeroCopy = b.zc
+			if c.zeroCopy && b.zcErr != nil {
+				f.info.ZeroCopyReason = b.zcErr.Error()
+			}
 			f.align = fc.align
 			return f, nil
 		}
 		reason = "io_uring unavailable: " + err.Error()
 	}
-	fb := &fdBackend{fdCommon: fc}
+	if c.zeroCopy {
+		zcReason = "zero-copy sends need the io_uring backend"
+	}
+	fb := &fdBackend{fdCommon: fc, fdPassing: c.fdPassing && !writable && fc.isUnixSocket()}
 	if fc.direct && !writable {
 		blk, buf, err := allocBufferSize(2 * BufSize)
 		if err != nil {
@@ -238,7 +261,7 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 		fb.freeBounce()
 		return nil, err
 	}
-	f.info = BackendInfo{Kind: Syscall, Requested: c.kind, Reason: reason}
+	f.info = BackendInfo{Kind: Syscall, Requested: c.kind, Reason: reason, ZeroCopyReason: zcReason}
 	f.align = fc.align
 	return f, nil
 }
@@ -397,6 +420,9 @@ func (b *fdBackend) read(p []byte, pos int64) (int, error) {
 		if b.seekable {
 			name = "pread"
 			n, err = iov.Pread(b.fd, p, b.base+pos)
+		} else if b.fdPassing {
+			name = "recvmsg"
+			n, err = b.recvmsg(p)
 		} else {
 			n, err = iov.Read(b.fd, p)
 		}
@@ -441,5 +467,6 @@ func (b *fdBackend) wait(events int16) error {
 
 func (b *fdBackend) Close() error {
 	b.freeBounce()
+	b.closeUnclaimed()
 	return b.closeFD()
 }

@@ -3,16 +3,16 @@
 package engine
 
 import (
-	"errors"
 	"os"
 )
 
-// ErrNotSupported is returned by the descriptor constructors where the
-// platform has no syscall backend.
-var ErrNotSupported = errors.New("qfile: descriptor backends are not supported on this platform")
+// The descriptor constructors return ErrNotSupported where the platform
+// has no syscall backend.
 
 func NewFD(fd int, mode string, opts ...Option) (*File, error) { return nil, ErrNotSupported }
 func NewOSFile(file *os.File, mode string, opts ...Option) (*File, error) {
 	return nil, ErrNotSupported
 }
 func Open(path, mode string, opts ...Option) (*File, error) { return nil, ErrNotSupported }
+
+func (f *File) ReturnPath(opts ...Option) (*File, error) { return nil, ErrNotSupported }

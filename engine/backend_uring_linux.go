@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -70,6 +71,19 @@ type uringBackend struct {
 	writevFixed bool
 	slotBufs    [][]byte
 
+	// Zero-copy sends (WithZeroCopy): zc when in use, zcErr why not;
+	// notifs counts notifications outstanding.
+	zc     bool
+	zcErr  error
+	notifs int
+
+	// Counters for Stats.
+	shortWrites, zcSends, zcCopied int64
+
+	// shutMu orders Shutdown's cancel, from any goroutine, against
+	// closing the ring.
+	shutMu sync.Mutex
+
 	cqes [cqeBatch]ring.CQE
 }
 
@@ -89,6 +103,8 @@ const (
 	// readTag marks read requests in user_data; write requests carry
 	// their slot index.
 	readTag = 1 << 32
+	// cancelTag is the user_data of our own ASYNC_CANCEL requests.
+	cancelTag = 1 << 33
 )
 
 // newRing is ring.New; tests replace it to inject setup failures.
@@ -117,12 +133,17 @@ type ureq struct {
 	v        *iov.Vec
 	faultVec iov.Vec // a vector shortened by an injected fault
 	injected int32   // the result an injected fault gives the request
-	pos      int64
-	done     int
-	err      error
-	state    ureqState
-	retries  int
-	msg      unix.Msghdr
+	// sent is set when every byte went out (or the request failed);
+	// notifs counts zero-copy notifications still to come. The request
+	// is done when both say so.
+	sent    bool
+	notifs  int
+	pos     int64
+	done    int
+	err     error
+	state   ureqState
+	retries int
+	msg     unix.Msghdr
 }
 
 // rblock is a read-ahead buffer of 2*BufSize bytes: reads land in the
@@ -138,7 +159,7 @@ type rblock struct {
 	injected int32 // the result an injected fault gives the read
 }
 
-func newUringBackend(c fdCommon, writable bool, depth int) (*uringBackend, error) {
+func newUringBackend(c fdCommon, writable bool, depth int, zeroCopy bool) (*uringBackend, error) {
 	b := &uringBackend{fdCommon: c, positional: c.seekable, lent: -1}
 	entries := depth
 	if writable {
@@ -158,6 +179,9 @@ func newUringBackend(c fdCommon, writable bool, depth int) (*uringBackend, error
 		return nil, err
 	}
 	b.r = r
+	if zeroCopy {
+		b.setupZeroCopy()
+	}
 	for i := range b.blocks {
 		blk, buf, err := allocBufferSize(2 * BufSize)
 		if err != nil {
@@ -217,7 +241,7 @@ func (b *uringBackend) depth() int { return len(b.reqs) }
 // start begins writing v at pos as request slot.
 func (b *uringBackend) start(slot int, v *iov.Vec, pos int64) {
 	q := &b.reqs[slot]
-	q.v, q.pos, q.done, q.err, q.retries, q.injected = v, pos, 0, nil, 0, 0
+	q.v, q.pos, q.done, q.err, q.retries, q.injected, q.sent = v, pos, 0, nil, 0, 0, false
 	switch {
 	case b.failed != nil:
 		q.state, q.err = reqDone, errSkipped
@@ -271,7 +295,12 @@ func (b *uringBackend) issueWrite(slot int) {
 	case b.sendmsg:
 		q.msg.Iov = &iovs[0]
 		q.msg.SetIovlen(len(iovs))
-		sqe.PrepSendmsg(b.fd, &q.msg, unix.MSG_WAITALL|unix.MSG_NOSIGNAL)
+		if b.zc {
+			sqe.PrepSendmsgZC(b.fd, &q.msg, unix.MSG_WAITALL|unix.MSG_NOSIGNAL)
+			sqe.Ioprio |= ring.SendZCReportUsage
+		} else {
+			sqe.PrepSendmsg(b.fd, &q.msg, unix.MSG_WAITALL|unix.MSG_NOSIGNAL)
+		}
 	default:
 		sqe.PrepWritev(b.fd, iovs, off)
 	}
@@ -340,10 +369,15 @@ func (b *uringBackend) reapOnce(wait bool) int {
 	}
 	for i := range n {
 		c := b.cqes[i]
+		if c.UserData == cancelTag {
+			continue
+		}
 		if c.UserData&readTag != 0 {
 			b.readDone(int(c.UserData&^readTag), c.Res)
+		} else if c.Flags&ring.CQEFNotif != 0 {
+			b.notified(int(c.UserData), c.Res)
 		} else {
-			b.writeDone(int(c.UserData), c.Res)
+			b.writeDone(int(c.UserData), c.Res, c.Flags)
 		}
 	}
 	return n
@@ -357,13 +391,24 @@ func (b *uringBackend) opName() string {
 }
 
 // writeDone handles the completion of slot's request.
-func (b *uringBackend) writeDone(slot int, res int32) {
+func (b *uringBackend) writeDone(slot int, res int32, flags uint32) {
 	q := &b.reqs[slot]
 	b.inflight--
 	if q.injected != 0 {
 		res, q.injected = q.injected, 0
 	}
+	if flags&ring.CQEFMore != 0 {
+		// A zero-copy send: its buffers stay the kernel's until the
+		// notification.
+		q.notifs++
+		b.notifs++
+	}
 	switch {
+	case res == -int32(unix.EOPNOTSUPP) && b.zc:
+		// The socket has no zero-copy send after all: plain sends.
+		b.zc, b.zcErr = false, fmt.Errorf("zero-copy send refused: %w", unix.EOPNOTSUPP)
+		b.issueWrite(slot)
+		return
 	case res == -int32(unix.EINTR) || res == -int32(unix.EAGAIN) || (res == 0 && q.v.Total() > 0):
 		if q.retries++; q.retries < maxRetries {
 			b.issueWrite(slot)
@@ -379,11 +424,15 @@ func (b *uringBackend) writeDone(slot int, res int32) {
 		q.v.Advance(int(res))
 		if q.v.Total() > 0 {
 			// Short: the rest goes next, before anything queued.
+			b.shortWrites++
 			b.issueWrite(slot)
 			return
 		}
 	}
-	q.state = reqDone
+	q.sent = true
+	if q.notifs == 0 {
+		q.state = reqDone
+	}
 	if q.err != nil && b.failed == nil {
 		b.failed = q.err
 	}
@@ -557,11 +606,18 @@ func (b *uringBackend) closeRing() error {
 	if b.r == nil {
 		return nil
 	}
-	for b.inflight > 0 || b.reading > 0 {
+	if b.reading > 0 {
+		// Read-ahead on a stream may wait forever for bytes that never
+		// come: cancel it (the File is done with it).
+		b.cancelAll()
+	}
+	for b.inflight > 0 || b.reading > 0 || b.notifs > 0 {
 		b.reap(true)
 	}
+	b.shutMu.Lock()
 	err := b.r.Close()
 	b.r = nil
+	b.shutMu.Unlock()
 	for i := range b.blocks {
 		if b.blocks[i].buf != nil {
 			mustFree(b.blocks[i].blk)
@@ -577,4 +633,80 @@ func (b *uringBackend) Close() error {
 		return err
 	}
 	return rerr
+}
+
+// setupZeroCopy turns zero-copy sends on where they can work: stream
+// sockets other than Unix ones, on a kernel whose probe has
+// SENDMSG_ZC.
+func (b *uringBackend) setupZeroCopy() {
+	switch {
+	case !b.sendmsg:
+		b.zcErr = fmt.Errorf("zero-copy sends apply to stream sockets, not a %v", b.kind)
+	case b.isUnixSocket():
+		b.zcErr = errors.New("Unix sockets have no zero-copy send")
+	default:
+		p, err := b.r.Probe()
+		if err != nil || !p.Supported(ring.OpSendmsgZC) {
+			b.zcErr = errors.New("the kernel has no IORING_OP_SENDMSG_ZC")
+			return
+		}
+		b.zc = true
+	}
+}
+
+// notified handles a zero-copy notification for slot: its buffers are
+// free again.
+func (b *uringBackend) notified(slot int, res int32) {
+	q := &b.reqs[slot]
+	q.notifs--
+	b.notifs--
+	b.zcSends++
+	if uint32(res)&ring.NotifUsageZCCopied != 0 {
+		b.zcCopied++
+	}
+	if q.sent && q.notifs == 0 {
+		q.state = reqDone
+	}
+}
+
+func (b *uringBackend) addStats(s *Stats) {
+	s.ShortWrites += b.shortWrites
+	s.ZeroCopySends += b.zcSends
+	s.ZeroCopyCopied += b.zcCopied
+}
+
+// shutdown shuts a socket down and cancels every request on the
+// descriptor, so an owner blocked waiting for a completion wakes up.
+func (b *uringBackend) shutdown() error {
+	err := b.fdCommon.shutdown()
+	b.shutMu.Lock()
+	defer b.shutMu.Unlock()
+	if b.r == nil {
+		return ErrClosed
+	}
+	if _, cerr := b.r.SyncCancelFD(b.fd); cerr != nil {
+		return cerr
+	}
+	if b.kind != kindStreamSocket {
+		// Cancelling was the whole of it.
+		return nil
+	}
+	return err
+}
+
+// cancelAll cancels every request on the descriptor with one
+// ASYNC_CANCEL; they complete with -ECANCELED (or with what they did
+// meanwhile) and are reaped as usual.
+func (b *uringBackend) cancelAll() {
+	sqe := b.r.GetSQE()
+	if sqe == nil {
+		b.submit()
+		if sqe = b.r.GetSQE(); sqe == nil {
+			panic("qfile: io_uring submission queue full after submitting")
+		}
+	}
+	sqe.PrepCancel(0, ring.AsyncCancelFd|ring.AsyncCancelAll)
+	sqe.Fd = int32(b.fd)
+	sqe.SetUserData(cancelTag)
+	b.submit()
 }

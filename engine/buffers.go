@@ -18,8 +18,14 @@ type wslot struct {
 	buf   []byte
 	vec   iov.Vec
 	pins  iov.Pinner
-	busy  bool
+	// release holds the spans put with PutBufferAsyncRelease, released
+	// once the slot's write has completed.
+	release iov.Vec
+	busy    bool
 }
+
+// iovVec is iov.Vec, named for files that need no other iov import.
+type iovVec = iov.Vec
 
 // The File's buffers come from one process-wide arena: off-heap memory
 // the kernel may keep using after a system call returns, never moved and
@@ -64,6 +70,7 @@ func (f *File) freeBuffers() {
 	for i := range f.slots {
 		s := &f.slots[i]
 		s.vec.Reset()
+		s.release.Reset()
 		s.pins.Unpin()
 		if s.buf != nil && s.block != (arena.Block{}) {
 			mustFree(s.block)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/qfile/qfile/arena"
 	"github.com/qfile/qfile/iov"
@@ -91,6 +92,13 @@ type File struct {
 
 	rateLimitMax  int64
 	rateLimitUsed int64
+	// credited counts bytes moved outside the buffered stream: sent by
+	// RAM hooks, or by positional puts and gets.
+	credited int64
+	stats    Stats
+	// shut is set by Shutdown, from any goroutine; the owner turns it
+	// into the sticky error (noteShutdown).
+	shut atomic.Bool
 }
 
 // New returns a File over a backend. mode is "wb" (write) or "rb"
@@ -169,7 +177,12 @@ func newFile(b Backend, writable bool) (*File, error) {
 }
 
 // Err returns the sticky error, or nil (QEMU's qemu_file_get_error).
-func (f *File) Err() error { return f.err }
+func (f *File) Err() error {
+	if f.err == nil {
+		f.noteShutdown()
+	}
+	return f.err
+}
 
 // SetError records err as the sticky error unless one is already set
 // (QEMU's qemu_file_set_error). A nil err is ignored.
@@ -237,10 +250,7 @@ func (f *File) Close() error {
 	if f.writable {
 		f.Flush()
 		if f.align != 0 {
-			// The last block was padded: cut the file to the stream.
-			if t, ok := f.be.(interface{ truncate(int64) error }); ok {
-				f.SetError(t.truncate(f.Tell()))
-			}
+			f.trimPadding()
 		}
 	}
 	f.closed = true

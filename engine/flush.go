@@ -29,6 +29,15 @@ func (f *File) flush() {
 		f.bufIndex = 0
 		return
 	}
+	if f.noteShutdown() {
+		// QEMU fails a flush after shutdown with -EPIPE; what was
+		// queued is dropped, and released if it was marked so.
+		f.release(&f.slots[f.cur])
+		f.vec.Reset()
+		f.bufIndex = 0
+		return
+	}
+	f.stats.Flushes++
 	if f.align != 0 {
 		f.flushDirect(total)
 		return
@@ -57,7 +66,11 @@ func (f *File) write(total int) {
 	if err == nil && n != total {
 		err = fmt.Errorf("qfile: backend wrote %d of %d bytes: %w", n, total, io.ErrShortWrite)
 	}
+	if err != nil {
+		f.noteShutdown()
+	}
 	f.SetError(err)
+	f.release(&f.slots[f.cur])
 	f.vec.Reset()
 	f.bufIndex = 0
 }
@@ -90,5 +103,26 @@ func (f *File) flushDirect(n int) {
 		copy(f.buf[:carry], src[n-carry:n])
 		f.vec.Append(f.buf[:carry], 0)
 		f.bufIndex = carry
+	}
+}
+
+// trimPadding cuts the zeros an O_DIRECT File padded its last block
+// with, unless positional puts wrote past them: then the file's end is
+// theirs, and the padding stays as zeros between.
+func (f *File) trimPadding() {
+	p, ok := f.be.(positioner)
+	t, ok2 := f.be.(interface{ truncate(int64) error })
+	if !ok || !ok2 || f.err != nil {
+		return
+	}
+	size, err := p.fileSize()
+	if err != nil {
+		f.SetError(err)
+		return
+	}
+	end := p.startOffset() + f.Tell()
+	padded := (end + int64(f.align) - 1) &^ int64(f.align-1)
+	if size > end && size <= padded {
+		f.SetError(t.truncate(f.Tell()))
 	}
 }

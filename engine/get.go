@@ -36,7 +36,7 @@ func (f *File) fill() int {
 	}
 	f.bufIndex = 0
 	f.bufSize = pending
-	if f.err != nil || pending == BufSize {
+	if f.noteShutdown() || f.err != nil || pending == BufSize {
 		return 0
 	}
 	for empty := 0; empty < maxEmptyReads; empty++ {
@@ -48,9 +48,11 @@ func (f *File) fill() int {
 		}
 		switch {
 		case err == io.EOF:
+			f.noteShutdown()
 			f.SetError(&eofError{pos: f.pos})
 			return 0
 		case err != nil:
+			f.noteShutdown()
 			f.SetError(err)
 			return 0
 		}
@@ -63,11 +65,12 @@ func (f *File) fill() int {
 // the pending bytes copied in front of the new ones, becomes the File's.
 func (f *File) fillBlock() int {
 	pending := f.buf[f.bufIndex:f.bufSize]
-	if f.err != nil || len(pending) >= BufSize {
+	if f.noteShutdown() || f.err != nil || len(pending) >= BufSize {
 		return 0
 	}
 	view, err := f.br.nextBlock(pending)
 	if err != nil {
+		f.noteShutdown()
 		if err == io.EOF {
 			err = &eofError{pos: f.pos}
 		}

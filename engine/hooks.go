@@ -51,6 +51,7 @@ func (f *File) RAMControlSavePage(blockOffset, offset uint64, size int) (uint64,
 		return sent, err
 	}
 	f.rateLimitUsed += int64(size)
+	f.credited += int64(sent)
 	if sent == 0 && err != nil {
 		f.SetError(err)
 	}

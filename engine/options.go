@@ -54,10 +54,12 @@ func ParseKind(s string) (Kind, error) {
 type Option func(*config)
 
 type config struct {
-	keepOpen bool
-	direct   bool
-	kind     Kind
-	depth    int
+	keepOpen  bool
+	direct    bool
+	fdPassing bool
+	zeroCopy  bool
+	kind      Kind
+	depth     int
 }
 
 // KeepOpen makes Close leave the descriptor open: the File borrows it.
@@ -69,6 +71,19 @@ func KeepOpen() Option { return func(c *config) { c.keepOpen = true } }
 // Descriptors opened with O_DIRECT elsewhere are detected by NewFD and
 // NewOSFile without it.
 func WithDirectIO() Option { return func(c *config) { c.direct = true } }
+
+// WithFDPassing makes a File reading a Unix socket receive descriptors
+// sent with PutFD (GetFD). It reads with recvmsg(2), so the File uses the
+// syscall backend. Writers need no option.
+func WithFDPassing() Option { return func(c *config) { c.fdPassing = true } }
+
+// WithZeroCopy makes a File writing a stream socket through io_uring
+// send with SENDMSG_ZC: the kernel sends from the File's memory without
+// copying it, and a buffer is reused only after the kernel's
+// notification. Where the socket or kernel cannot (Unix sockets, older
+// kernels, the syscall backend), plain sends are used and BackendInfo
+// says why. See docs/performance.md for where it pays.
+func WithZeroCopy() Option { return func(c *config) { c.zeroCopy = true } }
 
 // WithBackend chooses the backend (default Auto).
 func WithBackend(k Kind) Option { return func(c *config) { c.kind = k } }
@@ -104,6 +119,10 @@ type BackendInfo struct {
 	// the ring (fixed-buffer opcodes); RegisterReason says why not.
 	Registered     bool
 	RegisterReason string
+	// ZeroCopy reports whether sends are zero-copy (WithZeroCopy);
+	// ZeroCopyReason says why not when it was asked for.
+	ZeroCopy       bool
+	ZeroCopyReason string
 }
 
 func (i BackendInfo) String() string {

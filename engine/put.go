@@ -109,14 +109,22 @@ func (f *File) PutBufferAsync(p []byte) {
 		f.PutBuffer(p)
 		return
 	}
+	f.putAsync(p, 0)
+}
+
+func (f *File) putAsync(p []byte, mark uint8) {
 	if len(p) == 0 || !f.putCheck() {
 		return
 	}
 	f.rateLimitUsed += int64(len(p))
+	s := &f.slots[f.cur]
 	if f.async != nil {
-		f.slots[f.cur].pins.Pin(p)
+		s.pins.Pin(p)
 	}
-	f.vec.Append(p, 0)
+	if mark == markRelease {
+		s.release.Append(p, mark)
+	}
+	f.vec.Append(p, mark)
 	if f.vec.Full() {
 		f.flush()
 	}

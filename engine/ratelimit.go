@@ -8,7 +8,7 @@ package engine
 // put since the last reset exceed a positive limit, or an error is set
 // (QEMU's qemu_file_rate_limit).
 func (f *File) RateLimited() bool {
-	if f.err != nil {
+	if f.err != nil || f.shut.Load() {
 		return true
 	}
 	return f.rateLimitMax > 0 && f.rateLimitUsed > f.rateLimitMax

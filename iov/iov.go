@@ -131,3 +131,29 @@ func (v *Vec) Within(buf []byte) bool {
 	}
 	return true
 }
+
+// pageSize is the unit MADV_DONTNEED works in.
+var pageSize = uintptr(unix.Getpagesize())
+
+// DontNeed tells the kernel the memory of every entry may be dropped
+// (madvise MADV_DONTNEED), as QEMU's qemu_iovec_release_ram does after
+// sending pages marked may_free: the pages wholly inside each entry are
+// released and read back as zeros; partial pages at the ends are kept.
+// It returns the bytes released.
+func (v *Vec) DontNeed() (int, error) {
+	released := 0
+	for i := 0; i < v.n; i++ {
+		start := uintptr(unsafe.Pointer(v.iovs[i].Base))
+		end := start + uintptr(v.iovs[i].Len)
+		lo := (start + pageSize - 1) &^ (pageSize - 1)
+		hi := end &^ (pageSize - 1)
+		if hi <= lo {
+			continue
+		}
+		if err := madviseDontNeed(lo, hi-lo); err != nil {
+			return released, err
+		}
+		released += int(hi - lo)
+	}
+	return released, nil
+}

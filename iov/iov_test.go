@@ -259,3 +259,28 @@ func TestWithin(t *testing.T) {
 		t.Fatalf("foreign span counted within")
 	}
 }
+
+func TestDontNeedReleasesWholePages(t *testing.T) {
+	mem, err := unix.Mmap(-1, 0, 4*4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	for i := range mem {
+		mem[i] = 0xaa
+	}
+	var v Vec
+	// From the middle of page 0 to the middle of page 3: pages 1 and 2
+	// are wholly inside.
+	v.Append(mem[100:3*4096+100], 1)
+	n, err := v.DontNeed()
+	if err != nil || n != 2*4096 {
+		t.Fatalf("DontNeed: %d, %v; want 8192", n, err)
+	}
+	for i, c := range mem {
+		inside := i >= 4096 && i < 3*4096
+		if inside && c != 0 || !inside && c != 0xaa {
+			t.Fatalf("byte %d is %#x after DontNeed", i, c)
+		}
+	}
+}

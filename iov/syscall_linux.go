@@ -86,3 +86,35 @@ func Pread(fd int, p []byte, off int64) (int, error) {
 	}
 	return int(n), nil
 }
+
+// Pwrite is pwrite(2) at offset off.
+func Pwrite(fd int, p []byte, off int64) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, e := unix.Syscall6(unix.SYS_PWRITE64, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), uintptr(off), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// Write is write(2).
+func Write(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, e := unix.Syscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// madviseDontNeed is madvise(addr, n, MADV_DONTNEED).
+func madviseDontNeed(addr, n uintptr) error {
+	if _, _, e := unix.Syscall(unix.SYS_MADVISE, addr, n, unix.MADV_DONTNEED); e != 0 {
+		return e
+	}
+	return nil
+}

@@ -18,3 +18,6 @@ func Readv(fd int, iovs []unix.Iovec) (int, error)              { return 0, ErrN
 func Preadv(fd int, iovs []unix.Iovec, off int64) (int, error)  { return 0, ErrNotSupported }
 func Read(fd int, p []byte) (int, error)                        { return 0, ErrNotSupported }
 func Pread(fd int, p []byte, off int64) (int, error)            { return 0, ErrNotSupported }
+func Pwrite(fd int, p []byte, off int64) (int, error)           { return 0, ErrNotSupported }
+func Write(fd int, p []byte) (int, error)                       { return 0, ErrNotSupported }
+func madviseDontNeed(addr, n uintptr) error                     { return ErrNotSupported }

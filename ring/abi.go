@@ -319,11 +319,12 @@ const (
 	offSQEs   = 0x10000000
 
 	// io_uring_register(2) opcodes.
-	registerBuffers   = 0
-	unregisterBuffers = 1
-	registerFiles     = 2
-	unregisterFiles   = 3
-	registerProbe     = 8
+	registerBuffers    = 0
+	unregisterBuffers  = 1
+	registerFiles      = 2
+	unregisterFiles    = 3
+	registerProbe      = 8
+	registerSyncCancel = 24 // IORING_REGISTER_SYNC_CANCEL, Linux 6.0
 
 	// IO_URING_OP_SUPPORTED in io_uring_probe_op.flags.
 	probeOpSupported = 1 << 0

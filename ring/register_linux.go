@@ -3,6 +3,7 @@
 package ring
 
 import (
+	"errors"
 	"sync"
 	"unsafe"
 
@@ -114,4 +115,40 @@ var available = sync.OnceValue(func() error {
 // ErrNotSupported.
 func Available() error {
 	return available()
+}
+
+// syncCancelReg is struct io_uring_sync_cancel_reg.
+type syncCancelReg struct {
+	Addr    uint64
+	Fd      int32
+	Flags   uint32
+	Timeout unix.Timespec
+	Opcode  uint8
+	pad     [7]uint8
+	pad2    [3]uint64
+}
+
+var (
+	_ [unsafe.Sizeof(syncCancelReg{}) - 64]byte
+	_ [64 - unsafe.Sizeof(syncCancelReg{})]byte
+)
+
+// SyncCancelFD cancels every request on fd and waits until they are
+// done (IORING_REGISTER_SYNC_CANCEL with AsyncCancelFd|AsyncCancelAll,
+// Linux 6.0), returning how many it found. Unlike an ASYNC_CANCEL SQE it
+// touches neither queue, so another goroutine may call it while the
+// ring's owner is blocked waiting for completions: the cancelled
+// requests complete with -ECANCELED and wake it. ENOENT (nothing in
+// flight) is not an error.
+func (r *Ring) SyncCancelFD(fd int) (int, error) {
+	reg := syncCancelReg{
+		Fd:      int32(fd),
+		Flags:   AsyncCancelFd | AsyncCancelAll,
+		Timeout: unix.Timespec{Sec: -1, Nsec: -1},
+	}
+	n, err := r.register("io_uring_register sync_cancel", registerSyncCancel, unsafe.Pointer(&reg), 1)
+	if errors.Is(err, unix.ENOENT) {
+		return 0, nil
+	}
+	return n, err
 }

@@ -77,4 +77,5 @@ type Probe struct{ lastOp uint8 }
 func (p *Probe) LastOp() uint8 { return p.lastOp }
 
 // Supported reports whether the kernel implements op.
-func (p *Probe) Supported(op uint8) bool { return false }
+func (p *Probe) Supported(op uint8) bool         { return false }
+func (r *Ring) SyncCancelFD(fd int) (int, error) { return 0, ErrNotSupported }

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"time"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/qfile/qfile/ring"
@@ -28,3 +30,11 @@ func SetRegisteredBuffers(on bool) (restore func()) {
 	useFixed = on
 	return func() { useFixed = old }
 }
+
+// SetLimiterClock replaces a RateLimiter's clock.
+func SetLimiterClock(l *RateLimiter, now func() time.Time) {
+	l.now = now
+	l.SetLimit(l.limit())
+}
+
+func (l *RateLimiter) limit() int64 { return l.budget * int64(time.Second) / int64(RateWindow) }

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package engine
+
+func writeFD(fd int, p []byte) (int, error) { return 0, ErrNotSupported }
