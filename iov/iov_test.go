@@ -240,6 +240,20 @@ func TestPinnerPinsEachArrayOnce(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("Pin/Unpin allocate %v", allocs)
 	}
+	// Capped page slices cannot share a pin: 64 pins per cycle, still
+	// without allocating.
+	allocs = testing.AllocsPerRun(100, func() {
+		for i := 0; i < Max; i++ {
+			p.Pin(ram[i*256 : (i+1)*256 : (i+1)*256])
+		}
+		if p.Pins() != Max {
+			t.Fatalf("%d pins, want %d", p.Pins(), Max)
+		}
+		p.Unpin()
+	})
+	if allocs != 0 {
+		t.Fatalf("64 separate pins allocate %v per cycle", allocs)
+	}
 }
 
 func TestWithin(t *testing.T) {

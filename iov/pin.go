@@ -13,7 +13,11 @@ import (
 // Unpin must be called once the kernel is done with every span; a
 // Pinner that is garbage collected while pinned makes the runtime panic.
 type Pinner struct {
-	p runtime.Pinner
+	// ps holds the pins five at a time: a runtime.Pinner keeps five
+	// references inline and drops any larger store on Unpin, so one
+	// Pinner with more pins would allocate on every cycle. A vector
+	// never holds more than Max spans, so len(ps) pinners suffice.
+	ps [(Max + pinsPerPinner - 1) / pinsPerPinner]runtime.Pinner
 	// lo and hi bound the backing array of the span pinned last: from
 	// its first byte to the end of its capacity.
 	lo, hi uintptr
@@ -30,10 +34,15 @@ func (p *Pinner) Pin(b []byte) {
 	if start >= p.lo && start < p.hi {
 		return
 	}
-	p.p.Pin(unsafe.SliceData(b))
+	p.ps[min(p.n/pinsPerPinner, len(p.ps)-1)].Pin(unsafe.SliceData(b))
 	p.lo, p.hi = start, start+uintptr(cap(b))
 	p.n++
 }
+
+// pinsPerPinner is the number of references a runtime.Pinner stores
+// without allocating ((64 - slice header) / pointer size in
+// runtime/pinner.go).
+const pinsPerPinner = 5
 
 // Pins returns how many arrays were pinned since the last Unpin.
 func (p *Pinner) Pins() int { return p.n }
@@ -43,6 +52,8 @@ func (p *Pinner) Unpin() {
 	if p.n == 0 {
 		return
 	}
-	p.p.Unpin()
+	for i := range min((p.n+pinsPerPinner-1)/pinsPerPinner, len(p.ps)) {
+		p.ps[i].Unpin()
+	}
 	p.lo, p.hi, p.n = 0, 0, 0
 }

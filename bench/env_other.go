@@ -1,0 +1,8 @@
+//go:build !linux
+
+package bench
+
+import "runtime"
+
+func kernelRelease() string { return runtime.GOOS }
+func pipeMax() int          { return 0 }

@@ -1,0 +1,435 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+)
+
+// Result is one measured run.
+type Result struct {
+	// Name is Config.BenchName.
+	Name     string
+	Workload string
+	Sink     string
+	Impl     string
+	// Backend says what really moved the bytes: for the engine, its
+	// BackendInfo (with the reason when it is not the one asked for).
+	Backend string
+	// SinkDesc says what the sink was (a path, a pipe's capacity, an
+	// address).
+	SinkDesc string
+	Ops      int
+	OpBytes  int64
+	// Bytes is the stream bytes of the timed region, Ops*OpBytes.
+	Bytes int64
+	// Elapsed is the timed region: the ops and the final flush, without
+	// sink restarts.
+	Elapsed time.Duration
+	// Restarts counts the untimed sink restarts (see Config.Wrap).
+	Restarts int
+	// Mallocs and AllocBytes are the heap allocations of the timed
+	// region (all goroutines, as testing.B counts them).
+	Mallocs    uint64
+	AllocBytes uint64
+	// Checked says how the stream was verified.
+	Checked string
+}
+
+// GBps returns the throughput in 10^9 stream bytes per second.
+func (r Result) GBps() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Bytes) / r.Elapsed.Seconds() / 1e9
+}
+
+// NsPerOp returns the time per op.
+func (r Result) NsPerOp() float64 {
+	if r.Ops == 0 {
+		return 0
+	}
+	return float64(r.Elapsed.Nanoseconds()) / float64(r.Ops)
+}
+
+// AllocsPerOp returns the heap allocations per op.
+func (r Result) AllocsPerOp() float64 {
+	if r.Ops == 0 {
+		return 0
+	}
+	return float64(r.Mallocs) / float64(r.Ops)
+}
+
+// BytesPerOp returns the heap bytes allocated per op.
+func (r Result) BytesPerOp() float64 {
+	if r.Ops == 0 {
+		return 0
+	}
+	return float64(r.AllocBytes) / float64(r.Ops)
+}
+
+// ErrFinished is returned by Finish on a Run that has already finished.
+var ErrFinished = errors.New("bench: run already finished")
+
+// Run is one case in progress: a sink, an implementation and a workload,
+// set up and ready; see the package documentation for what is timed.
+type Run struct {
+	cfg     Config
+	ep      *endpoint
+	lay     *layout
+	w       writer
+	rd      reader
+	opBytes int64
+	groups  int
+	backend string
+
+	ops       int
+	restartAt int // ops at the last sink restart
+	restarts  int
+	e         error
+	done      bool
+
+	running      bool
+	timerStopped bool
+	started      time.Time
+	elapsed      time.Duration
+	mallocs      uint64
+	allocBytes   uint64
+	mem          runtime.MemStats
+}
+
+// Start sets up a case: it builds (or reuses) the workload's data, opens
+// the sink with its reader and makes the implementation. Nothing is timed
+// until the first Ops.
+func Start(c Config) (*Run, error) {
+	c = c.withDefaults()
+	if c.Sink == "tmpfs" {
+		c.Sink = SinkShm
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	r := &Run{cfg: c}
+	if isReadWorkload(c.Workload) {
+		if err := r.startRead(c); err != nil {
+			return nil, err
+		}
+	} else if err := r.startWrite(c); err != nil {
+		return nil, err
+	}
+	r.opBytes = r.lay.opBytes
+	r.groups = r.lay.groups
+	if r.w != nil {
+		r.backend = r.w.backend()
+	} else {
+		r.backend = r.rd.backend()
+	}
+	return r, nil
+}
+
+func (r *Run) startWrite(c Config) error {
+	s := &source{workload: c.Workload}
+	switch c.Workload {
+	case RAM:
+		s.g = guestFor(c)
+		s.lay = &s.g.ram1
+	case Bulk:
+		s.g = guestFor(c)
+		s.bulk = s.g.bulkLayout(c.BulkChunk)
+		s.lay = s.bulk
+	case Fields:
+		s.fields = fieldsFor(c.Seed)
+		s.lay = &s.fields.lay
+	}
+	if c.Sink == SinkMemory && c.Wrap == 0 {
+		// At least one op must fit the preallocated buffer.
+		c.Wrap = max(DefaultMemoryWrap, s.lay.opBytes)
+	}
+	ep, err := openSink(c)
+	if err != nil {
+		return err
+	}
+	if ep.wrap > 0 && ep.wrap < s.lay.opBytes {
+		ep.close()
+		return fmt.Errorf("sink restart every %d bytes: less than one op (%d bytes)", ep.wrap, s.lay.opBytes)
+	}
+	w, err := newWriter(c.Impl, ep, s, c)
+	if err != nil {
+		ep.close()
+		return r.describeWith(ep, err)
+	}
+	r.ep, r.w, r.lay = ep, w, s.lay
+	return nil
+}
+
+func (r *Run) startRead(c Config) error {
+	g := guestFor(c)
+	lay := &g.ram1
+	total := int64(lay.groups) * lay.opBytes
+	if c.Sink == SinkMemory {
+		c.Wrap = total
+	}
+	ep, err := openSink(c)
+	if err != nil {
+		return err
+	}
+	ep.wrap = 0
+	if err := writeSource(ep, lay); err != nil {
+		ep.close()
+		return fmt.Errorf("writing the stream to read back to %s: %w", ep.desc, err)
+	}
+	rd, err := newReader(c.Impl, ep, g, c)
+	if err != nil {
+		ep.close()
+		return r.describeWith(ep, err)
+	}
+	r.ep, r.rd, r.lay = ep, rd, lay
+	return nil
+}
+
+// OpBytes returns the stream bytes of one op.
+func (r *Run) OpBytes() int64 { return r.opBytes }
+
+// Bytes returns the stream bytes of the ops done so far.
+func (r *Run) Bytes() int64 { return int64(r.ops) * r.opBytes }
+
+// Elapsed returns the timed region so far.
+func (r *Run) Elapsed() time.Duration {
+	if r.running {
+		return r.elapsed + time.Since(r.started)
+	}
+	return r.elapsed
+}
+
+// Backend says what really moves the bytes.
+func (r *Run) Backend() string { return r.backend }
+
+// Ops runs n ops. The first error stops the run and is returned by every
+// later call and by Finish.
+func (r *Run) Ops(n int) error {
+	if r.done {
+		return ErrFinished
+	}
+	if r.e != nil {
+		return r.e
+	}
+	r.resume()
+	for k := 0; k < n; k++ {
+		if r.restartDue() {
+			if err := r.restart(); err != nil {
+				r.e = r.describe(err)
+				return r.e
+			}
+		}
+		var err error
+		if r.w != nil {
+			r.w.op(r.ops)
+			err = r.w.err()
+		} else {
+			r.rd.op(r.ops)
+			err = r.rd.err()
+		}
+		r.ops++
+		if err != nil {
+			r.e = r.describe(err)
+			return r.e
+		}
+	}
+	return nil
+}
+
+func (r *Run) restartDue() bool {
+	if r.ops == r.restartAt {
+		return false
+	}
+	if r.rd != nil {
+		return r.ops%r.groups == 0
+	}
+	return r.ep.wrap > 0 && int64(r.ops-r.restartAt+1)*r.opBytes > r.ep.wrap
+}
+
+// restart empties the sink (writes) or rewinds the source (reads). The
+// flush before it is timed; the rest is not.
+func (r *Run) restart() error {
+	var err error
+	if r.w != nil {
+		err = r.w.finish()
+	}
+	r.pause()
+	defer r.resume()
+	if err != nil {
+		return err
+	}
+	if r.w != nil {
+		if err := r.ep.restart(); err != nil {
+			return err
+		}
+		if err := r.w.restart(); err != nil {
+			return err
+		}
+	} else if err := r.rd.restart(); err != nil {
+		return err
+	}
+	r.restartAt = r.ops
+	r.restarts++
+	return nil
+}
+
+// resume starts the clock (and the Timer, if this Run stopped it).
+func (r *Run) resume() {
+	if r.running {
+		return
+	}
+	if r.timerStopped {
+		r.cfg.Timer.StartTimer()
+		r.timerStopped = false
+	}
+	runtime.ReadMemStats(&r.mem)
+	r.mallocs -= r.mem.Mallocs
+	r.allocBytes -= r.mem.TotalAlloc
+	r.running = true
+	r.started = time.Now()
+}
+
+// pause stops the clock (and the Timer).
+func (r *Run) pause() {
+	if !r.running {
+		return
+	}
+	r.elapsed += time.Since(r.started)
+	r.running = false
+	runtime.ReadMemStats(&r.mem)
+	r.mallocs += r.mem.Mallocs
+	r.allocBytes += r.mem.TotalAlloc
+	if r.cfg.Timer != nil {
+		r.cfg.Timer.StopTimer()
+		r.timerStopped = true
+	}
+}
+
+// Finish ends the run: the final flush (timed), then the check of what
+// reached the sink, then the release of everything. A run whose stream
+// does not check out returns an error, never a Result to trust.
+func (r *Run) Finish() (Result, error) {
+	if r.done {
+		return Result{}, ErrFinished
+	}
+	r.resume()
+	var err error
+	if r.w != nil {
+		err = r.w.finish()
+	} else {
+		err = r.rd.finish()
+	}
+	r.pause()
+	r.done = true
+	defer r.ep.close()
+	res := r.result()
+	if r.e != nil {
+		return res, r.e
+	}
+	if err != nil {
+		return res, r.describe(err)
+	}
+	if r.rd != nil {
+		if err := r.rd.check(r.ops); err != nil {
+			return res, r.describe(err)
+		}
+		res.Checked = "every header, and the loaded RAM"
+		if r.cfg.Workload == ReadInPlace {
+			res.Checked = "every header, and a fold of every page view"
+		}
+		if r.cfg.Impl == ImplRaw {
+			res.Checked = "byte count"
+		}
+		return res, nil
+	}
+	got, checked := r.ep.collect()
+	if !checked {
+		res.Checked = "no: the sink keeps nothing"
+		return res, nil
+	}
+	if got.err != nil {
+		return res, r.describe(fmt.Errorf("sink: %w", got.err))
+	}
+	wantN := int64(r.ops-r.restartAt) * r.opBytes
+	wantCRC := r.lay.crc(r.restartAt, r.ops)
+	if got.n != wantN || got.crc != wantCRC {
+		return res, r.describe(fmt.Errorf("stream check failed: the sink got %d bytes with crc32c %08x, the stream written is %d bytes with crc32c %08x", got.n, got.crc, wantN, wantCRC))
+	}
+	res.Checked = fmt.Sprintf("crc32c of %d bytes", got.n)
+	if r.restarts > 0 {
+		res.Checked += fmt.Sprintf(" (the last of %d segments)", r.restarts+1)
+	}
+	return res, nil
+}
+
+// Close abandons a run that will not be finished, releasing everything.
+// After Finish it does nothing.
+func (r *Run) Close() {
+	if r.done {
+		return
+	}
+	r.pause()
+	r.done = true
+	if r.w != nil {
+		r.w.finish()
+	} else {
+		r.rd.finish()
+	}
+	r.ep.close()
+}
+
+func (r *Run) result() Result {
+	c := r.cfg
+	desc := r.ep.desc
+	if r.ep.pipeSize > 0 {
+		// The engine may grow a pipe on its own (to pipe-max-size); say
+		// so, since it changes what is compared.
+		if now := pipeSizeOf(r.ep.fd); now > r.ep.pipeSize {
+			desc = fmt.Sprintf("pipe (%d KiB, grown to %d KiB by the writer)", r.ep.pipeSize>>10, now>>10)
+		}
+	}
+	return Result{
+		Name:       c.BenchName(),
+		Workload:   c.Workload,
+		Sink:       c.Sink,
+		Impl:       c.Impl,
+		Backend:    r.Backend(),
+		SinkDesc:   desc,
+		Ops:        r.ops,
+		OpBytes:    r.opBytes,
+		Bytes:      r.Bytes(),
+		Elapsed:    r.elapsed,
+		Restarts:   r.restarts,
+		Mallocs:    r.mallocs,
+		AllocBytes: r.allocBytes,
+	}
+}
+
+func (r *Run) describe(err error) error { return r.describeWith(r.ep, err) }
+
+func (r *Run) describeWith(ep *endpoint, err error) error {
+	return fmt.Errorf("%s %s to %s: %w", r.cfg.Impl, r.cfg.Workload, ep.desc, err)
+}
+
+// Measure runs a case until d has been timed, or, when size > 0, until
+// size stream bytes have been written; at least one op either way.
+func Measure(c Config, d time.Duration, size int64) (Result, error) {
+	r, err := Start(c)
+	if err != nil {
+		return Result{}, err
+	}
+	defer r.Close()
+	runtime.GC()
+	for {
+		if err := r.Ops(1); err != nil {
+			return r.result(), err
+		}
+		if size > 0 && r.Bytes() >= size || size <= 0 && r.Elapsed() >= d {
+			break
+		}
+	}
+	return r.Finish()
+}
