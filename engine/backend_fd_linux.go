@@ -228,7 +228,7 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 	}
 	zcReason := ""
 	if kind == Uring {
-		b, err := newUringBackend(fc, writable, c.depth, c.zeroCopy)
+		b, err := newUringBackend(fc, writable, c.depth, c.zeroCopy, !c.noFixed)
 		if err == nil {
 			f, err := newFile(b, writable)
 			if err != nil {

@@ -66,6 +66,7 @@ type uringBackend struct {
 	// that lie wholly in them use the fixed opcodes. fixedErr says why
 	// registration failed; writevFixed is the probe's word on
 	// IORING_OP_WRITEV_FIXED.
+	wantFixed   bool
 	fixed       bool
 	fixedErr    error
 	writevFixed bool
@@ -109,10 +110,6 @@ const (
 
 // newRing is ring.New; tests replace it to inject setup failures.
 var newRing = ring.New
-
-// useFixed enables registered buffers; tests and benchmarks turn it off
-// to compare (SetRegisteredBuffers in export_test.go).
-var useFixed = true
 
 var (
 	errFixedDisabled = errors.New("registered buffers disabled")
@@ -159,8 +156,8 @@ type rblock struct {
 	injected int32 // the result an injected fault gives the read
 }
 
-func newUringBackend(c fdCommon, writable bool, depth int, zeroCopy bool) (*uringBackend, error) {
-	b := &uringBackend{fdCommon: c, positional: c.seekable, lent: -1}
+func newUringBackend(c fdCommon, writable bool, depth int, zeroCopy, fixed bool) (*uringBackend, error) {
+	b := &uringBackend{fdCommon: c, positional: c.seekable, lent: -1, wantFixed: fixed}
 	entries := depth
 	if writable {
 		b.reqs = make([]ureq, depth)
@@ -214,7 +211,7 @@ func (b *uringBackend) setBuffers(bufs [][]byte) {
 // failure (RLIMIT_MEMLOCK, an old kernel) is recorded, and requests use
 // the plain opcodes.
 func (b *uringBackend) register(bufs [][]byte) {
-	if !useFixed {
+	if !b.wantFixed {
 		b.fixedErr = errFixedDisabled
 		return
 	}

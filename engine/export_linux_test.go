@@ -23,14 +23,6 @@ func SetFaultHook(f func(op string, n int) (limit int, errno unix.Errno)) (resto
 	return func() { faultHook = old }
 }
 
-// SetRegisteredBuffers turns registered buffers on or off for Files
-// made afterwards.
-func SetRegisteredBuffers(on bool) (restore func()) {
-	old := useFixed
-	useFixed = on
-	return func() { useFixed = old }
-}
-
 // SetLimiterClock replaces a RateLimiter's clock.
 func SetLimiterClock(l *RateLimiter, now func() time.Time) {
 	l.now = now

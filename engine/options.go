@@ -54,6 +54,7 @@ func ParseKind(s string) (Kind, error) {
 type Option func(*config)
 
 type config struct {
+	noFixed   bool
 	keepOpen  bool
 	direct    bool
 	fdPassing bool
@@ -84,6 +85,10 @@ func WithFDPassing() Option { return func(c *config) { c.fdPassing = true } }
 // kernels, the syscall backend), plain sends are used and BackendInfo
 // says why. See docs/performance.md for where it pays.
 func WithZeroCopy() Option { return func(c *config) { c.zeroCopy = true } }
+
+// WithRegisteredBuffers turns the registration of the File's buffers
+// with its ring on (the default) or off, to compare.
+func WithRegisteredBuffers(on bool) Option { return func(c *config) { c.noFixed = !on } }
 
 // WithBackend chooses the backend (default Auto).
 func WithBackend(k Kind) Option { return func(c *config) { c.kind = k } }

@@ -296,9 +296,8 @@ func TestRegisteredBuffers(t *testing.T) {
 	s := newScript(5, 500)
 	dir := t.TempDir()
 	for _, on := range []bool{true, false} {
-		restore := engine.SetRegisteredBuffers(on)
 		path := filepath.Join(dir, "w")
-		f := mustFile(t)(engine.Open(path, "wb", engine.WithBackend(engine.Uring)))
+		f := mustFile(t)(engine.Open(path, "wb", engine.WithBackend(engine.Uring), engine.WithRegisteredBuffers(on)))
 		info := f.BackendInfo()
 		if info.Registered != on {
 			t.Fatalf("registered %v, want %v (%s)", info.Registered, on, info.RegisterReason)
@@ -313,13 +312,12 @@ func TestRegisteredBuffers(t *testing.T) {
 		got, _ := os.ReadFile(path)
 		equalBytes(t, "file", got, s.want)
 
-		g := mustFile(t)(engine.Open(path, "rb", engine.WithBackend(engine.Uring)))
+		g := mustFile(t)(engine.Open(path, "rb", engine.WithBackend(engine.Uring), engine.WithRegisteredBuffers(on)))
 		if g.BackendInfo().Registered != on {
 			t.Fatalf("reader registered %v, want %v", g.BackendInfo().Registered, on)
 		}
 		s.read(t, g)
 		g.Close()
-		restore()
 	}
 	// Stream sockets are written with SENDMSG: no registration, and
 	// the reason says so.
