@@ -17,7 +17,7 @@ type asyncWriter interface {
 	start(slot int, v *iov.Vec, pos int64)
 	// finish waits for request slot and returns the bytes it wrote and
 	// its error; errSkipped if an earlier request failed and this one
-	// was never issued.
+	// was never issued, or was written past the failure and cut off.
 	finish(slot int) (int, error)
 }
 
@@ -49,6 +49,7 @@ var errSkipped = errors.New("qfile: request skipped after an earlier failure")
 // flight.
 func (f *File) flushAsync(total int) {
 	f.slots[f.cur].busy = true
+	f.slots[f.cur].submitted = total
 	f.async.start(f.cur, f.vec, f.pos)
 	f.pos += int64(total)
 	if f.cur++; f.cur == len(f.slots) {
@@ -64,7 +65,12 @@ func (f *File) finishSlot(i int) {
 	if !s.busy {
 		return
 	}
-	_, err := f.async.finish(i)
+	n, err := f.async.finish(i)
+	if err != nil {
+		// The position moved by the whole slot when it was started;
+		// take back what the request did not write.
+		f.pos -= int64(s.submitted - n)
+	}
 	s.busy = false
 	s.pins.Unpin()
 	f.release(s)

@@ -78,8 +78,8 @@ func (b *fdBackend) freeBounce() {
 }
 
 // maxZeroWrites bounds consecutive writes that move nothing without an
-// error; the kernel never does this for a non-empty vector, so it stops
-// a broken descriptor from spinning a core.
+// error in writeFD; the kernel never does this for a non-empty buffer,
+// so it stops a broken descriptor from spinning a core.
 const maxZeroWrites = 100
 
 // pipeMaxSizeFile holds the largest pipe buffer an unprivileged process
@@ -335,10 +335,15 @@ func (b *fdBackend) WritevAt(iovs []unix.Iovec, pos int64) (int, error) {
 	}
 	done := 0
 	cur := iovs
-	zero := 0
+	stuck := 0 // consecutive attempts that moved nothing
 	inScratch := false
 	for done < total {
 		n, err := b.writev(cur, pos+int64(done))
+		if err != nil || n == 0 {
+			if stuck++; stuck == maxRetries {
+				return done, &noProgressError{op: b.syscallName(), tries: stuck}
+			}
+		}
 		switch err {
 		case nil:
 		case unix.EINTR:
@@ -352,12 +357,9 @@ func (b *fdBackend) WritevAt(iovs []unix.Iovec, pos int64) (int, error) {
 			return done, &os.SyscallError{Syscall: b.syscallName(), Err: err}
 		}
 		if n == 0 {
-			if zero++; zero == maxZeroWrites {
-				return done, fmt.Errorf("qfile: %s: %w", b.syscallName(), io.ErrNoProgress)
-			}
 			continue
 		}
-		zero = 0
+		stuck = 0
 		done += n
 		if done == total {
 			break
@@ -402,7 +404,10 @@ func (b *fdBackend) readDirect(p []byte, pos int64) (int, error) {
 }
 
 func (b *fdBackend) read(p []byte, pos int64) (int, error) {
-	for {
+	for stuck := 1; ; stuck++ {
+		if stuck > maxRetries {
+			return 0, &noProgressError{op: "read", tries: maxRetries}
+		}
 		var n int
 		var err error
 		name := "read"

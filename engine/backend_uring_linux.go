@@ -49,6 +49,13 @@ type uringBackend struct {
 	queue    []int
 	inflight int
 	failed   error
+	// truncAt is, on a regular file, the stream position of the first
+	// byte a failed request did not write (-1: none); once nothing is
+	// in flight, the file is cut there (never below origSize, its size
+	// when the File was made), so writes that landed past the failure
+	// leave no hole: the file stays a prefix of the stream.
+	truncAt  int64
+	origSize int64
 
 	// Reading: blocks form a ring; head is the next to lend, sub the
 	// next to issue, lent the one the File holds (-1: none).
@@ -128,6 +135,7 @@ const (
 
 type ureq struct {
 	v        *iov.Vec
+	start    int64   // stream position of the request's first byte
 	faultVec iov.Vec // a vector shortened by an injected fault
 	injected int32   // the result an injected fault gives the request
 	// sent is set when every byte went out (or the request failed);
@@ -157,7 +165,14 @@ type rblock struct {
 }
 
 func newUringBackend(c fdCommon, writable bool, depth int, zeroCopy, fixed bool) (*uringBackend, error) {
-	b := &uringBackend{fdCommon: c, positional: c.seekable, lent: -1, wantFixed: fixed}
+	b := &uringBackend{fdCommon: c, positional: c.seekable, lent: -1, wantFixed: fixed, truncAt: -1}
+	if writable && b.positional {
+		size, err := c.fileSize()
+		if err != nil {
+			return nil, err
+		}
+		b.origSize = size
+	}
 	entries := depth
 	if writable {
 		b.reqs = make([]ureq, depth)
@@ -238,7 +253,7 @@ func (b *uringBackend) depth() int { return len(b.reqs) }
 // start begins writing v at pos as request slot.
 func (b *uringBackend) start(slot int, v *iov.Vec, pos int64) {
 	q := &b.reqs[slot]
-	q.v, q.pos, q.done, q.err, q.retries, q.injected, q.sent = v, pos, 0, nil, 0, 0, false
+	q.v, q.start, q.pos, q.done, q.err, q.retries, q.injected, q.sent = v, pos, pos, 0, nil, 0, 0, false
 	switch {
 	case b.failed != nil:
 		q.state, q.err = reqDone, errSkipped
@@ -341,6 +356,10 @@ func (b *uringBackend) finish(slot int) (int, error) {
 	}
 	q.state = reqIdle
 	q.v = nil
+	if q.err == nil && b.truncAt >= 0 && q.start >= b.truncAt {
+		// Written past a failure, and cut off by the truncation.
+		return 0, errSkipped
+	}
 	return q.done, q.err
 }
 
@@ -411,7 +430,7 @@ func (b *uringBackend) writeDone(slot int, res int32, flags uint32) {
 			b.issueWrite(slot)
 			return
 		}
-		q.err = fmt.Errorf("qfile: %s: %w", b.opName(), io.ErrNoProgress)
+		q.err = &noProgressError{op: b.opName(), tries: q.retries}
 	case res < 0:
 		q.err = &os.SyscallError{Syscall: b.opName(), Err: unix.Errno(-res)}
 	default:
@@ -432,6 +451,12 @@ func (b *uringBackend) writeDone(slot int, res int32, flags uint32) {
 	}
 	if q.err != nil && b.failed == nil {
 		b.failed = q.err
+	}
+	if q.err != nil && b.positional && (b.truncAt < 0 || q.pos < b.truncAt) {
+		b.truncAt = q.pos
+	}
+	if b.truncAt >= 0 && b.inflight == 0 {
+		b.cutAtFailure()
 	}
 	// Stream descriptors: the next queued request goes now.
 	for len(b.queue) > 0 && b.inflight == 0 {
@@ -567,7 +592,7 @@ func (b *uringBackend) readDone(i int, res int32) {
 			b.submit()
 			return
 		}
-		blk.err = fmt.Errorf("qfile: io_uring read: %w", io.ErrNoProgress)
+		blk.err = &noProgressError{op: "io_uring read", tries: blk.retries}
 	case res < 0:
 		blk.err = &os.SyscallError{Syscall: "io_uring read", Err: unix.Errno(-res)}
 	default:
@@ -706,4 +731,13 @@ func (b *uringBackend) cancelAll() {
 	sqe.Fd = int32(b.fd)
 	sqe.SetUserData(cancelTag)
 	b.submit()
+}
+
+// cutAtFailure truncates a regular file at the first byte a failed
+// request did not write, once no write is in flight.
+func (b *uringBackend) cutAtFailure() {
+	size := max(b.base+b.truncAt, b.origSize)
+	if err := unix.Ftruncate(b.fd, size); err != nil && b.failed != nil {
+		b.failed = fmt.Errorf("%w (and truncating to %d after it: %v)", b.failed, size, err)
+	}
 }

@@ -22,6 +22,8 @@ type wslot struct {
 	// once the slot's write has completed.
 	release iov.Vec
 	busy    bool
+	// submitted is the size of the slot's request in flight.
+	submitted int
 }
 
 // iovVec is iov.Vec, named for files that need no other iov import.
@@ -81,7 +83,10 @@ func (f *File) freeBuffers() {
 		mustFree(f.rblock)
 		f.rblock = arena.Block{}
 	}
-	f.buf, f.vec = nil, nil
+	// A closed File keeps an empty buffer and vector, so every later
+	// call sees nothing buffered and fails with ErrClosed.
+	f.buf, f.vec = nil, new(iov.Vec)
+	f.bufIndex, f.bufSize = 0, 0
 }
 
 // mustFree returns a block to the arena. A failure means the File freed

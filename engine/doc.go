@@ -36,8 +36,8 @@
 // # Memory and lifetimes
 //
 // PutBufferAsync queues the caller's memory without copying: it must not
-// change until the next Flush (or the flush the File makes on its own
-// when the vector fills) has returned. Slices returned by PeekBuffer and
+// change until the next Flush or Close has returned (with io_uring, a
+// flush the File makes on its own only starts the write). Slices returned by PeekBuffer and
 // GetBufferInPlace point into the File's buffer and stay valid until the
 // next read call on the File.
 //

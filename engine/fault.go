@@ -1,6 +1,11 @@
 package engine
 
-import "golang.org/x/sys/unix"
+import (
+	"fmt"
+	"io"
+
+	"golang.org/x/sys/unix"
+)
 
 // faultHook, when tests set it (SetFaultHook in export_test.go), is
 // consulted before every write or read a descriptor backend issues, with
@@ -26,3 +31,16 @@ func fault(op string, n int) (int, unix.Errno) {
 	}
 	return limit, 0
 }
+
+// noProgressError is the error of an operation that kept being retried
+// (EINTR, EAGAIN, empty transfers) without moving a byte.
+type noProgressError struct {
+	op    string
+	tries int
+}
+
+func (e *noProgressError) Error() string {
+	return fmt.Sprintf("qfile: %s made no progress in %d attempts", e.op, e.tries)
+}
+
+func (e *noProgressError) Unwrap() error { return io.ErrNoProgress }

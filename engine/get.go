@@ -254,12 +254,15 @@ func (f *File) GetBE64() uint64 {
 }
 
 // GetCountedString reads a one-byte length and that many bytes into
-// buf (QEMU's qemu_get_counted_string) and returns them, or nil with the
-// sticky error set if the stream ended first.
+// buf (QEMU's qemu_get_counted_string) and returns them, or nil, with
+// the sticky error set, if the stream ended or failed first.
 func (f *File) GetCountedString(buf *[256]byte) []byte {
+	// Like every get, it serves bytes already buffered even after an
+	// error; it fails only when the length byte or the string itself
+	// could not be read whole.
+	start := f.Tell()
 	n := int(f.GetByte())
-	got := f.GetBuffer(buf[:n])
-	if got != n || f.err != nil {
+	if f.Tell() != start+1 || f.GetBuffer(buf[:n]) != n {
 		return nil
 	}
 	return buf[:n]

@@ -35,6 +35,9 @@ func (f *File) WriteByte(c byte) error {
 // io.EOF (the sticky error records the end, as for every get); any
 // other failure is returned as it is.
 func (f *File) Read(p []byte) (int, error) {
+	if !f.getCheck() {
+		return 0, f.err
+	}
 	if len(p) == 0 {
 		return 0, f.err
 	}
@@ -60,7 +63,10 @@ func (f *File) Read(p []byte) (int, error) {
 
 // ReadByte consumes one byte; at the end of the stream it returns io.EOF.
 func (f *File) ReadByte() (byte, error) {
-	if f.bufIndex < f.bufSize && !f.writable {
+	if !f.getCheck() {
+		return 0, f.err
+	}
+	if f.bufIndex < f.bufSize {
 		c := f.buf[f.bufIndex]
 		f.bufIndex++
 		return c, nil

@@ -99,9 +99,11 @@ func (f *File) PutBuffer(p []byte) {
 }
 
 // PutBufferAsync queues p without copying (QEMU's qemu_put_buffer_async);
-// p must not change until the next Flush (or the flush the File makes
-// on its own when the vector fills) has returned. Over a backend without
-// vectored writes it copies, as PutBuffer does.
+// p must not change until the next Flush or Close has returned: with
+// io_uring, a flush the File makes on its own (64 iovecs queued, or a
+// full buffer) only starts the write, and the kernel reads p until that
+// slot's completion, which Flush and Close wait for. Over a backend
+// without vectored writes it copies, as PutBuffer does.
 func (f *File) PutBufferAsync(p []byte) {
 	if (f.vw == nil && f.async == nil) || f.align != 0 {
 		// No vectored writes, or O_DIRECT, which takes only aligned
