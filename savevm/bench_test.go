@@ -1,0 +1,65 @@
+package savevm_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/qfile/qfile/savevm"
+)
+
+// BenchmarkStat, BenchmarkCopy and BenchmarkVerify walk the real streams
+// of testdata from memory (Stat, Verify) and from a file to a file
+// (Copy), per backend.
+func BenchmarkStat(b *testing.B) {
+	for _, name := range streamNames {
+		raw := rawBytes(b, name)
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := statBytes(b, raw, savevm.Options{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	for _, name := range streamNames {
+		raw := rawBytes(b, name)
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := verifyBytes(b, raw, savevm.Options{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkCopy(b *testing.B) {
+	for _, name := range streamNames {
+		path := rawStream(b, name)
+		out := filepath.Join(b.TempDir(), "out.mig")
+		for _, kind := range backends {
+			b.Run(name+"/"+kind.String(), func(b *testing.B) {
+				b.SetBytes(int64(len(rawBytes(b, name))))
+				b.ReportAllocs()
+				for b.Loop() {
+					src := openRead(b, path, kind)
+					dst := openWrite(b, out, kind)
+					if _, err := savevm.Copy(dst, src, savevm.Options{}); err != nil {
+						b.Fatal(err)
+					}
+					src.Close()
+					if err := dst.Close(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
