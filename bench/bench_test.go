@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/qfile/qfile/arena"
 	"github.com/qfile/qfile/bench"
 )
 
@@ -19,6 +20,9 @@ var (
 	flagDepth = flag.Int("qbench.depth", 0, "engine queue depth (0: engine default)")
 	flagDir   = flag.String("qbench.dir", "", "directory of the file sink (default $TMPDIR)")
 	flagChunk = flag.String("qbench.chunk", "", "bulk chunk (default 1MiB)")
+	flagArena = flag.Bool("qbench.arena", false, "guest RAM from the arena in every case (default: the Go heap, and the guest= variants)")
+	flagHuge  = flag.Bool("qbench.hugepages", false, "with -qbench.arena: transparent huge pages")
+	flagReg   = flag.String("qbench.reg", "", "registered engine buffers in every case: on or off (default: the engine's, and the reg=off variants)")
 )
 
 func BenchmarkRAM(b *testing.B)         { benchWorkload(b, bench.RAM) }
@@ -27,25 +31,40 @@ func BenchmarkFields(b *testing.B)      { benchWorkload(b, bench.Fields) }
 func BenchmarkRead(b *testing.B)        { benchWorkload(b, bench.Read) }
 func BenchmarkReadInPlace(b *testing.B) { benchWorkload(b, bench.ReadInPlace) }
 
-// benchWorkload runs a workload on every sink with every implementation:
+// benchWorkload runs the cases of a workload (bench.Cases: every sink
+// with every implementation, and the reg= and guest= variants):
 // BenchmarkRAM/sink=null/impl=uring and so on, the names qbench
 // --benchstat prints, so `benchstat -col /impl` pivots on the
-// implementation.
+// implementation, and -col /reg or /guest on a variant. Flags that set
+// a variant's setting for every case drop the variants that would
+// repeat a case.
 func benchWorkload(b *testing.B, workload string) {
-	for _, sink := range bench.Sinks(workload) {
-		for _, impl := range bench.Impls(workload, sink) {
-			c, err := flagConfig(workload, sink, impl)
-			if err != nil {
-				b.Fatal(err)
-			}
-			name := strings.TrimPrefix(c.BenchName(), strings.SplitN(c.BenchName(), "/", 2)[0]+"/")
-			b.Run(name, func(b *testing.B) { benchCase(b, c) })
+	seen := map[string]bool{}
+	for _, c := range bench.Cases(workload) {
+		c, err := flagConfig(c)
+		if err != nil {
+			b.Fatal(err)
 		}
+		name := strings.TrimPrefix(c.BenchName(), strings.SplitN(c.BenchName(), "/", 2)[0]+"/")
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		b.Run(name, func(b *testing.B) { benchCase(b, c) })
 	}
 }
 
-func flagConfig(workload, sink, impl string) (bench.Config, error) {
-	c := bench.Default(workload, sink, impl)
+func flagConfig(c bench.Config) (bench.Config, error) {
+	if *flagArena {
+		c.RAMArena, c.HugePages = true, *flagHuge
+	}
+	if *flagReg != "" {
+		t, err := bench.ParseToggle(*flagReg)
+		if err != nil {
+			return c, err
+		}
+		c.Registered = t
+	}
 	c.ZeroShare = *flagZero
 	c.QueueDepth = *flagDepth
 	c.Dir = *flagDir
@@ -69,7 +88,9 @@ func flagConfig(workload, sink, impl string) (bench.Config, error) {
 func benchCase(b *testing.B, c bench.Config) {
 	c.Timer = b
 	r, err := bench.Start(c)
-	if errors.Is(err, bench.ErrODirect) {
+	if errors.Is(err, bench.ErrODirect) || errors.Is(err, arena.ErrNotSupported) {
+		// The directory's file system refuses O_DIRECT, or the kernel
+		// has no transparent huge pages: the error says which.
 		b.Skip(err)
 	}
 	if err != nil {

@@ -50,6 +50,18 @@ const (
 	// rawReadChunk is the read size of the raw read ceiling.
 	rawReadChunk = 256 << 10
 
+	// DirectWriteSize is the write of the odirect sink's peer
+	// (direct256): 256 KiB, the size a Go programmer picks for
+	// synchronous O_DIRECT writes (large enough that the device, not the
+	// system call, sets the pace; QEMU's block jobs default to the same
+	// order of magnitude).
+	DirectWriteSize = 256 << 10
+	// directAlignMax is the largest O_DIRECT alignment the odirect sink
+	// accepts, and the one its peers assume when the kernel does not
+	// report one (statx STATX_DIOALIGN, Linux 6.1): 4096, a page, covers
+	// every logical block size in use.
+	directAlignMax = 4 << 10
+
 	// maxRetries bounds the consecutive EINTR, EAGAIN or empty results
 	// the raw ceiling accepts from one system call (bufio's
 	// maxConsecutiveEmptyReads).
@@ -106,13 +118,15 @@ const (
 	ImplBufio   = "bufio"
 	ImplNetbuf  = "netbuf"
 	ImplRaw     = "raw"
+	// ImplDirect256 is the odirect sink's peer: the stream copied into a
+	// 256 KiB page-aligned buffer, written with synchronous pwrite.
+	ImplDirect256 = "direct256"
 )
 
-// ErrODirect is returned for the odirect sink: O_DIRECT needs every
-// buffer page-aligned and every write a multiple of the logical block
-// size, which the engine can offer only once its buffers come from the
-// arena. openODirect is the hook that will open it.
-var ErrODirect = errors.New("odirect sink: O_DIRECT needs page-aligned arena buffers in the engine (not wired yet)")
+// ErrODirect is wrapped by the error of an odirect sink whose directory's
+// file system refuses O_DIRECT (open(2) fails with EINVAL); the error
+// names the directory and wraps the errno too.
+var ErrODirect = errors.New("odirect sink: the file system refuses O_DIRECT")
 
 // ErrNotSupported is returned on platforms other than Linux for the sinks
 // that need it (pipe, unix, shm, odirect) and for the raw ceiling.
@@ -141,9 +155,54 @@ type Config struct {
 	Dir string
 	// Wrap restarts file and memory sinks after this many bytes.
 	Wrap int64
+	// Registered is passed to engine.WithRegisteredBuffers when set:
+	// Off makes the io_uring backend use the plain opcodes, to compare.
+	// It names the case (reg=on, reg=off) for the engine's io_uring
+	// implementations; the syscall backend and the peers ignore it.
+	Registered Toggle
+	// RAMArena takes guest RAM (and the read workloads' destination)
+	// from an off-heap arena (package arena) instead of the Go heap.
+	RAMArena bool
+	// HugePages asks the guest RAM arena for transparent huge pages
+	// (arena.Config.HugePages); it needs RAMArena.
+	HugePages bool
 	// Timer, when set (a *testing.B), is stopped around untimed work
 	// inside a run.
 	Timer Timer
+}
+
+// Toggle is an engine setting a case leaves to the engine (Unset) or
+// turns On or Off.
+type Toggle uint8
+
+// Toggle values.
+const (
+	Unset Toggle = iota
+	On
+	Off
+)
+
+func (t Toggle) String() string {
+	switch t {
+	case On:
+		return "on"
+	case Off:
+		return "off"
+	}
+	return "unset"
+}
+
+// ParseToggle parses on/off, true/false, yes/no or 1/0; "" is Unset.
+func ParseToggle(s string) (Toggle, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "":
+		return Unset, nil
+	case "on", "true", "yes", "1":
+		return On, nil
+	case "off", "false", "no", "0":
+		return Off, nil
+	}
+	return Unset, fmt.Errorf("invalid setting %q (want on or off, true or false)", s)
 }
 
 // Timer is the part of *testing.B a Run drives.
@@ -218,12 +277,34 @@ func (c Config) Validate() error {
 	if c.Sink == SinkMemory && c.Impl == ImplNetbuf {
 		return errors.New("the memory sink has no writev: netbuf does not apply")
 	}
+	if c.Sink == SinkODirect {
+		switch c.Impl {
+		case ImplBufio, ImplNetbuf:
+			return fmt.Errorf("%s cannot write through O_DIRECT (its memory and lengths are not aligned): the odirect sink's peer is %s", c.Impl, ImplDirect256)
+		case ImplRaw:
+			if c.Workload != Bulk || c.BulkChunk%directAlignMax != 0 {
+				return fmt.Errorf("the raw ceiling on odirect writes the stream's own spans, which O_DIRECT takes only when aligned: the bulk workload with a chunk that is a multiple of %d", directAlignMax)
+			}
+		}
+	} else if c.Impl == ImplDirect256 {
+		return fmt.Errorf("%s is the peer of the odirect sink, not of %q", ImplDirect256, c.Sink)
+	}
+	if c.HugePages && !c.RAMArena {
+		return errors.New("huge pages are an option of the guest RAM arena: they need RAMArena (--ram-arena)")
+	}
+	if c.Registered > Off {
+		return fmt.Errorf("registered buffers: invalid Toggle %d", c.Registered)
+	}
 	return nil
 }
 
 // BenchName is the case's name in Go benchmark form, without the
-// "Benchmark" prefix: "RAM/sink=null/impl=uring". `go test -bench` and
-// qbench --benchstat use the same names, so benchstat can pivot on impl.
+// "Benchmark" prefix: "RAM/sink=null/impl=uring", then the settings that
+// differ from their defaults: "/reg=on" or "/reg=off" when Registered is
+// set on an io_uring implementation of the engine, "/guest=arena" (or
+// "guest=arena-huge") for arena guest RAM. `go test -bench` and qbench
+// --benchstat use the same names, so benchstat can pivot on impl, reg
+// and guest (a name without the key is the default: an empty column).
 func (c Config) BenchName() string {
 	sink := c.Sink
 	switch {
@@ -232,8 +313,22 @@ func (c Config) BenchName() string {
 	case isHostPort(sink):
 		sink = "remote"
 	}
-	return workloadTitle(c.Workload) + "/sink=" + sink + "/impl=" + c.Impl
+	name := workloadTitle(c.Workload) + "/sink=" + sink + "/impl=" + c.Impl
+	if c.Registered != Unset && usesRing(c.Impl) {
+		name += "/reg=" + c.Registered.String()
+	}
+	switch {
+	case c.RAMArena && c.HugePages:
+		name += "/guest=arena-huge"
+	case c.RAMArena:
+		name += "/guest=arena"
+	}
+	return name
 }
+
+// usesRing reports whether impl may run on the io_uring backend, where
+// Registered applies.
+func usesRing(impl string) bool { return IsEngine(impl) && impl != ImplSyscall }
 
 func workloadTitle(w string) string {
 	switch w {
@@ -253,11 +348,11 @@ func workloadTitle(w string) string {
 
 var (
 	allSinks = []string{SinkNull, SinkFile, SinkShm, SinkPipe, SinkUnix, SinkTCP, SinkMemory, SinkODirect}
-	allImpls = []string{ImplUring, ImplSyscall, ImplAuto, ImplQfile, ImplBufio, ImplNetbuf, ImplRaw}
+	allImpls = []string{ImplUring, ImplSyscall, ImplAuto, ImplQfile, ImplBufio, ImplNetbuf, ImplDirect256, ImplRaw}
 )
 
 // Sinks returns the named sinks a workload runs on, in the order of the
-// benchmarks (odirect, the hook, last).
+// benchmarks (odirect last).
 func Sinks(workload string) []string {
 	if isReadWorkload(workload) {
 		return []string{SinkFile, SinkShm, SinkMemory}
@@ -269,6 +364,10 @@ func Sinks(workload string) []string {
 // engine's backends, then the peers, then the raw ceiling.
 func Impls(workload, sink string) []string {
 	switch {
+	case sink == SinkODirect && workload == Bulk:
+		return []string{ImplUring, ImplSyscall, ImplDirect256, ImplRaw}
+	case sink == SinkODirect:
+		return []string{ImplUring, ImplSyscall, ImplDirect256}
 	case sink == SinkMemory && isReadWorkload(workload):
 		return []string{ImplQfile, ImplBufio}
 	case sink == SinkMemory:
@@ -289,7 +388,9 @@ func IsEngine(impl string) bool {
 }
 
 // IsPeer reports whether impl is a peer a Go programmer would write.
-func IsPeer(impl string) bool { return impl == ImplBufio || impl == ImplNetbuf }
+func IsPeer(impl string) bool {
+	return impl == ImplBufio || impl == ImplNetbuf || impl == ImplDirect256
+}
 
 func engineKind(impl string) engine.Kind {
 	switch impl {
@@ -323,4 +424,39 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// Cases returns the cases of a workload's benchmarks, in order: every
+// sink with every implementation that applies (Sinks, Impls), each
+// followed by its variants, which measure one engine setting against its
+// default:
+//
+//   - reg=off, after the io_uring backend on the file, odirect and pipe
+//     sinks (where its writes may use registered buffers: stream
+//     sockets are written with SENDMSG, which takes none), for ram and
+//     bulk;
+//   - guest=arena and guest=arena-huge, after the engine's backends on
+//     null and pipe, for ram: guest RAM from the arena instead of the
+//     Go heap, without and with transparent huge pages.
+func Cases(workload string) []Config {
+	var out []Config
+	for _, sink := range Sinks(workload) {
+		for _, impl := range Impls(workload, sink) {
+			c := Default(workload, sink, impl)
+			out = append(out, c)
+			if impl == ImplUring && (workload == RAM || workload == Bulk) && (sink == SinkFile || sink == SinkODirect || sink == SinkPipe) {
+				v := c
+				v.Registered = Off
+				out = append(out, v)
+			}
+			if (impl == ImplUring || impl == ImplSyscall) && workload == RAM && (sink == SinkNull || sink == SinkPipe) {
+				v := c
+				v.RAMArena = true
+				out = append(out, v)
+				v.HugePages = true
+				out = append(out, v)
+			}
+		}
+	}
+	return out
 }

@@ -32,9 +32,32 @@
 // Sinks: "null" (/dev/null: the engine's own cost), "file" (a regular file
 // in Config.Dir: the page cache), "shm" (a file on the /dev/shm tmpfs),
 // "pipe", "unix" (a socketpair), "tcp" (loopback), "memory" (a preallocated
-// sizedbuf.Buffer), a path, or host:port (a `qbench sink` on another host).
-// "odirect" is reserved: it fails with ErrODirect until the engine takes
-// page-aligned arena buffers.
+// sizedbuf.Buffer), "odirect" (a file in Config.Dir opened with O_DIRECT:
+// the device, without the page cache), a path, or host:port (a `qbench
+// sink` on another host).
+//
+// O_DIRECT takes only aligned memory, lengths and offsets, so on odirect
+// the peers cannot write the stream as they do elsewhere. Its peer is
+// "direct256": the stream copied into one 256 KiB page-aligned buffer
+// (from an arena) and written with synchronous pwrite at aligned offsets,
+// the last block padded with zeros and the file truncated to the
+// stream's length at the end. The engine is given engine.WithDirectIO
+// (it pads and truncates the same way); the raw ceiling applies only to
+// bulk, whose chunks of page-aligned guest RAM O_DIRECT takes as they
+// are. A directory whose file system refuses O_DIRECT fails with an
+// error wrapping ErrODirect.
+//
+// # Settings and names
+//
+// Config.BenchName is the case's Go benchmark name, the same for `go test
+// -bench` and qbench --benchstat: "RAM/sink=pipe/impl=uring", then the
+// settings that differ from their defaults, so benchstat can pivot on
+// them: "/reg=off" (or "/reg=on") for Config.Registered, passed to
+// engine.WithRegisteredBuffers (named on the io_uring implementations
+// only: the syscall backend has no ring), and "/guest=arena" or
+// "/guest=arena-huge" for Config.RAMArena and Config.HugePages. Cases
+// lists the benchmarks' cases: every sink with every implementation, and
+// the reg=off and guest= variants next to the cases they vary.
 //
 // # Correctness of every run
 //
@@ -65,10 +88,19 @@
 //
 // # Memory and lifetimes
 //
-// Guest RAM is a Go slice that lives as long as the package's cache (it
-// may come from package arena later; newGuestRAM is the one place to
-// change). Pages queued with PutBufferAsync are never written while a run
-// is open, and they are plain slices of guest RAM whose capacity runs to
-// its end, so the io_uring backend pins the RAM once per flush rather
-// than once per page (iov.Pinner).
+// Guest RAM is a Go slice, or with Config.RAMArena a block of an off-heap
+// arena of this package (with Config.HugePages one that asks for
+// transparent huge pages); newGuestRAM is the one place it comes from.
+// Guests live in the package's cache, at most four: a Run holds a
+// reference to its guest from Start to Finish or Close, and an evicted
+// guest's arena block is freed when its last Run lets go (a heap guest is
+// left to the collector). The read workloads' destination comes from the
+// same place and goes back when the run ends. Pages queued with
+// PutBufferAsync are never written while a run is open, and they are
+// plain slices of guest RAM whose capacity runs to its end, so the
+// io_uring backend pins the RAM once per flush rather than once per page
+// (iov.Pinner; arena memory needs no pin at all). The direct256 peer's
+// buffer is an arena block taken at the start of each sink segment and
+// returned at its end. Arenas reports the accounting of the engine's
+// buffer arena and of this package's arenas.
 package bench

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/qfile/qfile/arena"
 	"github.com/qfile/qfile/zero"
 )
 
@@ -74,7 +75,10 @@ func (l *layout) writeTo(w io.Writer, from, to int) error {
 // guest is the source memory of ram, bulk and read, and the streams
 // built from it.
 type guest struct {
-	ram   []byte
+	ram []byte
+	// mem is ram's arena block when it comes from an arena
+	// (Config.RAMArena); the zero Block for the Go heap.
+	mem   arena.Block
 	pages int
 	// zero marks the zero pages: the truth the headers are checked against.
 	zero []bool
@@ -91,12 +95,20 @@ type guest struct {
 	bulkOnce  sync.Once
 	bulkChunk int
 	bulk      layout
+
+	// refs counts the Runs using the guest and cached says it is in
+	// guestCache; arena memory is freed when neither holds it. Guarded
+	// by guestMu.
+	refs   int
+	cached bool
 }
 
 type guestKey struct {
 	size  int
 	share float64
 	seed  uint64
+	arena bool
+	huge  bool
 }
 
 var (
@@ -104,35 +116,68 @@ var (
 	guestCache = map[guestKey]*guest{}
 )
 
-// guestFor returns the guest of a Config, building it on first use. The
-// cache keeps at most a few guests: one per RAM size and zero share.
-func guestFor(c Config) *guest {
-	k := guestKey{c.RAMSize, c.ZeroShare, c.Seed}
+// acquireGuest returns the guest of a Config, building it on first use,
+// and counts a reference that release drops. The cache keeps at most
+// maxGuests guests; an evicted guest's arena memory is freed when its
+// last Run releases it (heap memory is left to the collector).
+func acquireGuest(c Config) (*guest, error) {
+	k := guestKey{c.RAMSize, c.ZeroShare, c.Seed, c.RAMArena, c.RAMArena && c.HugePages}
 	guestMu.Lock()
 	defer guestMu.Unlock()
 	if g := guestCache[k]; g != nil {
-		return g
+		g.refs++
+		return g, nil
 	}
 	if len(guestCache) >= maxGuests {
-		clear(guestCache)
+		for k, old := range guestCache {
+			delete(guestCache, k)
+			old.cached = false
+			if old.refs == 0 {
+				old.free()
+			}
+		}
 	}
-	g := buildGuest(c.RAMSize, c.ZeroShare, c.Seed)
+	ram, mem, err := newGuestRAM(c, c.RAMSize)
+	if err != nil {
+		return nil, err
+	}
+	g := buildGuest(ram, c.ZeroShare, c.Seed)
+	g.mem, g.refs, g.cached = mem, 1, true
 	guestCache[k] = g
-	return g
+	return g, nil
+}
+
+// release drops a reference taken by acquireGuest.
+func (g *guest) release() {
+	guestMu.Lock()
+	defer guestMu.Unlock()
+	if g.refs--; g.refs < 0 {
+		panic("bench: guest released more often than acquired")
+	}
+	if g.refs == 0 && !g.cached {
+		g.free()
+	}
+}
+
+// free returns arena guest RAM; called with guestMu held, when no Run
+// uses the guest.
+func (g *guest) free() {
+	if g.mem != (arena.Block{}) {
+		mustFree(g.mem)
+		g.mem = arena.Block{}
+	}
+	g.ram = nil
 }
 
 // maxGuests bounds the guest cache (each guest is its RAM size again in
 // memory).
 const maxGuests = 4
 
-// newGuestRAM returns the guest RAM. It is the one place to move it to
-// an arena block when the io_uring backend wants off-heap memory.
-func newGuestRAM(size int) []byte { return make([]byte, size) }
-
-func buildGuest(size int, share float64, seed uint64) *guest {
+func buildGuest(ram []byte, share float64, seed uint64) *guest {
+	size := len(ram)
 	pages := size / PageSize
 	g := &guest{
-		ram:   newGuestRAM(size),
+		ram:   ram,
 		pages: pages,
 		zero:  make([]bool, pages),
 		hdr:   make([]uint64, pages),

@@ -15,10 +15,10 @@ import (
 func TestNoDescriptorLeak(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	before := testutil.Snapshot(t)
-	for _, s := range []string{SinkNull, SinkFile, SinkShm, SinkPipe, SinkUnix, SinkTCP, SinkMemory, "/dev/full"} {
-		for _, impl := range []string{ImplUring, ImplSyscall, ImplBufio, ImplNetbuf, ImplRaw} {
-			if s == SinkMemory && impl == ImplNetbuf {
-				continue
+	for _, s := range []string{SinkNull, SinkFile, SinkShm, SinkPipe, SinkUnix, SinkTCP, SinkMemory, "/dev/full", SinkODirect} {
+		for _, impl := range []string{ImplUring, ImplSyscall, ImplBufio, ImplNetbuf, ImplDirect256, ImplRaw} {
+			if Default(RAM, s, impl).Validate() != nil {
+				continue // netbuf on memory; peers and raw on odirect; direct256 elsewhere
 			}
 			c := testConfig(t, RAM, s, impl)
 			c.Wrap = 4 << 20 // small memory sinks: nothing is collected

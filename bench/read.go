@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/qfile/qfile/arena"
 	"github.com/qfile/qfile/engine"
 	"github.com/qfile/qfile/iov"
 )
@@ -28,6 +29,8 @@ type reader interface {
 	backend() string
 	// check verifies what ops [0, ops) loaded.
 	check(ops int) error
+	// release frees the reader's memory, after finish and check.
+	release()
 }
 
 // loader is the part of the read workloads all readers share: the guest
@@ -37,22 +40,35 @@ type loader struct {
 	g       *guest
 	inplace bool
 	dst     []byte
+	dstMem  arena.Block // dst's block when it comes from an arena
 	fold    uint64
 	bad     int
 	badPage int
 }
 
-func newLoader(g *guest, inplace bool) loader {
+func newLoader(c Config, g *guest, inplace bool) (loader, error) {
 	l := loader{g: g, inplace: inplace}
 	if !inplace {
-		l.dst = newGuestRAM(len(g.ram))
+		var err error
+		if l.dst, l.dstMem, err = newGuestRAM(c, len(g.ram)); err != nil {
+			return l, err
+		}
 		// Fault the destination in now: first-touch page faults belong
 		// to setup, not to the first pass of the measurement.
 		for i := 0; i < len(l.dst); i += PageSize {
 			l.dst[i] = 0
 		}
 	}
-	return l
+	return l, nil
+}
+
+// release frees an arena destination.
+func (l *loader) release() {
+	if l.dstMem != (arena.Block{}) {
+		mustFree(l.dstMem)
+		l.dstMem = arena.Block{}
+	}
+	l.dst = nil
 }
 
 // mismatch records a header that differs from the one written.
@@ -104,18 +120,27 @@ func (l *loader) check(ops int) error {
 
 func newReader(impl string, ep *endpoint, g *guest, c Config) (reader, error) {
 	inplace := c.Workload == ReadInPlace
-	switch impl {
-	case ImplBufio:
-		return newBufioReader(ep, g, inplace)
-	case ImplRaw:
+	if impl == ImplRaw {
 		return &rawReader{ep: ep, lay: &g.ram1, buf: make([]byte, rawReadChunk)}, nil
 	}
-	r := &qfileReader{ep: ep, loader: newLoader(g, inplace), view: make([]byte, PageSize)}
-	r.opts = []engine.Option{engine.KeepOpen(), engine.WithBackend(engineKind(c.Impl))}
-	if c.QueueDepth > 0 {
-		r.opts = append(r.opts, engine.WithQueueDepth(c.QueueDepth))
+	l, err := newLoader(c, g, inplace)
+	if err != nil {
+		return nil, err
 	}
-	return r, r.restart()
+	if impl == ImplBufio {
+		r, err := newBufioReader(ep, l)
+		if err != nil {
+			r.release()
+			return nil, err
+		}
+		return r, nil
+	}
+	r := &qfileReader{ep: ep, loader: l, view: make([]byte, PageSize), opts: engineOptions(c)}
+	if err := r.restart(); err != nil {
+		r.release()
+		return nil, err
+	}
+	return r, nil
 }
 
 // qfileReader is QEMU's ram_load over the engine: GetBE64 for the
@@ -195,6 +220,9 @@ func (r *qfileReader) finish() error {
 
 func (r *qfileReader) backend() string { return r.f.BackendInfo().String() }
 
+// info is the engine's BackendInfo (registered buffers, and why not).
+func (r *qfileReader) info() engine.BackendInfo { return r.f.BackendInfo() }
+
 func (r *qfileReader) check(ops int) error { return r.loader.check(ops) }
 
 // bufioReader is the peer: a 32 KiB bufio.Reader, io.ReadFull and
@@ -208,8 +236,8 @@ type bufioReader struct {
 	e       error
 }
 
-func newBufioReader(ep *endpoint, g *guest, inplace bool) (*bufioReader, error) {
-	r := &bufioReader{ep: ep, loader: newLoader(g, inplace)}
+func newBufioReader(ep *endpoint, l loader) (*bufioReader, error) {
+	r := &bufioReader{ep: ep, loader: l}
 	if ep.mem != nil {
 		r.src = io.NewSectionReader(ep.mem, 0, ep.mem.Len())
 	} else {
@@ -309,6 +337,7 @@ func (r *rawReader) op(i int) {
 
 func (r *rawReader) err() error      { return r.e }
 func (r *rawReader) finish() error   { return r.e }
+func (r *rawReader) release()        {}
 func (r *rawReader) restart() error  { r.pos = 0; return nil }
 func (r *rawReader) backend() string { return fmt.Sprintf("pread %d KiB", rawReadChunk>>10) }
 

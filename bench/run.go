@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"runtime"
 	"time"
+
+	"github.com/qfile/qfile/engine"
 )
 
 // Result is one measured run.
@@ -17,6 +19,10 @@ type Result struct {
 	// Backend says what really moved the bytes: for the engine, its
 	// BackendInfo (with the reason when it is not the one asked for).
 	Backend string
+	// Engine is the engine's BackendInfo, with Registered and
+	// RegisterReason (whether its buffers were registered with the
+	// ring, and why not); the zero value for peers and the ceiling.
+	Engine engine.BackendInfo
 	// SinkDesc says what the sink was (a path, a pipe's capacity, an
 	// address).
 	SinkDesc string
@@ -80,9 +86,11 @@ type Run struct {
 	lay     *layout
 	w       writer
 	rd      reader
+	g       *guest // released at the end; nil for fields
 	opBytes int64
 	groups  int
 	backend string
+	info    engine.BackendInfo
 
 	ops       int
 	restartAt int // ops at the last sink restart
@@ -111,19 +119,29 @@ func Start(c Config) (*Run, error) {
 		return nil, err
 	}
 	r := &Run{cfg: c}
+	var err error
 	if isReadWorkload(c.Workload) {
-		if err := r.startRead(c); err != nil {
-			return nil, err
+		err = r.startRead(c)
+	} else {
+		err = r.startWrite(c)
+	}
+	if err != nil {
+		if r.g != nil {
+			r.g.release()
 		}
-	} else if err := r.startWrite(c); err != nil {
 		return nil, err
 	}
 	r.opBytes = r.lay.opBytes
 	r.groups = r.lay.groups
+	var impl any = r.rd
 	if r.w != nil {
 		r.backend = r.w.backend()
+		impl = r.w
 	} else {
 		r.backend = r.rd.backend()
+	}
+	if e, ok := impl.(interface{ info() engine.BackendInfo }); ok {
+		r.info = e.info()
 	}
 	return r, nil
 }
@@ -131,13 +149,17 @@ func Start(c Config) (*Run, error) {
 func (r *Run) startWrite(c Config) error {
 	s := &source{workload: c.Workload}
 	switch c.Workload {
-	case RAM:
-		s.g = guestFor(c)
-		s.lay = &s.g.ram1
-	case Bulk:
-		s.g = guestFor(c)
-		s.bulk = s.g.bulkLayout(c.BulkChunk)
-		s.lay = s.bulk
+	case RAM, Bulk:
+		g, err := acquireGuest(c)
+		if err != nil {
+			return err
+		}
+		r.g, s.g = g, g
+		s.lay = &g.ram1
+		if c.Workload == Bulk {
+			s.bulk = g.bulkLayout(c.BulkChunk)
+			s.lay = s.bulk
+		}
 	case Fields:
 		s.fields = fieldsFor(c.Seed)
 		s.lay = &s.fields.lay
@@ -164,7 +186,11 @@ func (r *Run) startWrite(c Config) error {
 }
 
 func (r *Run) startRead(c Config) error {
-	g := guestFor(c)
+	g, err := acquireGuest(c)
+	if err != nil {
+		return err
+	}
+	r.g = g
 	lay := &g.ram1
 	total := int64(lay.groups) * lay.opBytes
 	if c.Sink == SinkMemory {
@@ -324,7 +350,7 @@ func (r *Run) Finish() (Result, error) {
 	}
 	r.pause()
 	r.done = true
-	defer r.ep.close()
+	defer r.release()
 	res := r.result()
 	if r.e != nil {
 		return res, r.e
@@ -378,7 +404,20 @@ func (r *Run) Close() {
 	} else {
 		r.rd.finish()
 	}
+	r.release()
+}
+
+// release frees what the run holds once its writer or reader has
+// finished: the sink, the reader's memory, its reference to the guest.
+func (r *Run) release() {
 	r.ep.close()
+	if r.rd != nil {
+		r.rd.release()
+	}
+	if r.g != nil {
+		r.g.release()
+		r.g = nil
+	}
 }
 
 func (r *Run) result() Result {
@@ -397,6 +436,7 @@ func (r *Run) result() Result {
 		Sink:       c.Sink,
 		Impl:       c.Impl,
 		Backend:    r.Backend(),
+		Engine:     r.info,
 		SinkDesc:   desc,
 		Ops:        r.ops,
 		OpBytes:    r.opBytes,

@@ -55,10 +55,30 @@ func newWriter(impl string, ep *endpoint, s *source, c Config) (writer, error) {
 		return newBufioWriter(ep, s), nil
 	case ImplNetbuf:
 		return newNetbufWriter(ep, s)
+	case ImplDirect256:
+		return newDirectWriter(ep, s)
 	case ImplRaw:
-		return newRawWriter(ep, s), nil
+		return newRawWriter(ep, s)
 	}
 	return newQfileWriter(ep, s, c)
+}
+
+// engineOptions are the engine options of a case, for writers and
+// readers alike.
+func engineOptions(c Config) []engine.Option {
+	opts := []engine.Option{engine.KeepOpen(), engine.WithBackend(engineKind(c.Impl))}
+	if c.QueueDepth > 0 {
+		opts = append(opts, engine.WithQueueDepth(c.QueueDepth))
+	}
+	if c.Registered != Unset {
+		opts = append(opts, engine.WithRegisteredBuffers(c.Registered == On))
+	}
+	if c.Sink == SinkODirect {
+		// The sink's descriptor is already O_DIRECT, which NewFD
+		// detects; the option says so where the File is made.
+		opts = append(opts, engine.WithDirectIO())
+	}
+	return opts
 }
 
 // qfileWriter is the engine.
@@ -71,11 +91,7 @@ type qfileWriter struct {
 }
 
 func newQfileWriter(ep *endpoint, s *source, c Config) (*qfileWriter, error) {
-	w := &qfileWriter{ep: ep, s: s}
-	w.opts = []engine.Option{engine.KeepOpen(), engine.WithBackend(engineKind(c.Impl))}
-	if c.QueueDepth > 0 {
-		w.opts = append(w.opts, engine.WithQueueDepth(c.QueueDepth))
-	}
+	w := &qfileWriter{ep: ep, s: s, opts: engineOptions(c)}
 	switch s.workload {
 	case RAM:
 		w.put = w.ram
@@ -145,6 +161,9 @@ func (w *qfileWriter) fields(i int) {
 func (w *qfileWriter) err() error      { return w.f.Err() }
 func (w *qfileWriter) finish() error   { return w.f.Close() }
 func (w *qfileWriter) backend() string { return w.f.BackendInfo().String() }
+
+// info is the engine's BackendInfo (registered buffers, and why not).
+func (w *qfileWriter) info() engine.BackendInfo { return w.f.BackendInfo() }
 
 // bufioWriter is the first peer: a 32 KiB bufio.Writer and
 // encoding/binary over the sink's Go handle (an *os.File or a net.Conn).
@@ -453,8 +472,20 @@ type rawWriter struct {
 	mem   *sizedbuf.Buffer
 }
 
-func newRawWriter(ep *endpoint, s *source) *rawWriter {
-	return &rawWriter{ep: ep, lay: s.lay, mem: ep.mem}
+func newRawWriter(ep *endpoint, s *source) (*rawWriter, error) {
+	if ep.align > 0 {
+		// O_DIRECT takes the stream's own spans only if every one
+		// starts and ends on the alignment (Validate admits bulk
+		// chunks of whole pages; the guest RAM must be aligned too).
+		for _, vs := range s.lay.iovecs {
+			for _, v := range vs {
+				if !iov.Aligned(iov.Bytes(v), ep.align) || int(v.Len)%ep.align != 0 {
+					return nil, fmt.Errorf("raw ceiling: a span of the stream is not %d-byte aligned, which O_DIRECT needs", ep.align)
+				}
+			}
+		}
+	}
+	return &rawWriter{ep: ep, lay: s.lay, mem: ep.mem}, nil
 }
 
 func (w *rawWriter) op(i int) {
