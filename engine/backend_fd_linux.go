@@ -77,10 +77,6 @@ func (b *fdBackend) freeBounce() {
 	}
 }
 
-// maxZeroWrites bounds consecutive writes that move nothing without an
-// error in writeFD; the kernel never does this for a non-empty buffer,
-// so it stops a broken descriptor from spinning a core.
-const maxZeroWrites = 100
 
 // pipeMaxSizeFile holds the largest pipe buffer an unprivileged process
 // may ask for with F_SETPIPE_SZ.
@@ -459,7 +455,7 @@ func (b *fdBackend) readErr(name string, errno unix.Errno) error {
 // the next write or read reports why).
 func (b *fdBackend) wait(events int16) error {
 	fds := [1]unix.PollFd{{Fd: int32(b.fd), Events: events}}
-	for {
+	for range maxRetries {
 		_, err := unix.Poll(fds[:], -1)
 		if err == nil {
 			return nil
@@ -468,6 +464,7 @@ func (b *fdBackend) wait(events int16) error {
 			return &os.SyscallError{Syscall: "poll", Err: err}
 		}
 	}
+	return &noProgressError{op: "poll", tries: maxRetries}
 }
 
 func (b *fdBackend) Close() error {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/qfile/qfile/arena"
 	"github.com/qfile/qfile/iov"
@@ -34,7 +35,7 @@ type iovVec = iov.Vec
 // never freed by the garbage collector (docs/architecture.md, "Memory").
 var (
 	bufArenaOnce sync.Once
-	bufArena     *arena.Arena
+	bufArena     atomic.Pointer[arena.Arena] // set once, read by BufferArenaStats from any goroutine
 	bufArenaErr  error
 )
 
@@ -43,14 +44,18 @@ var (
 func allocBuffer() (arena.Block, []byte, error) { return allocBufferSize(BufSize) }
 
 func allocBufferSize(size int) (arena.Block, []byte, error) {
-	bufArenaOnce.Do(func() { bufArena, bufArenaErr = arena.New(arena.Config{}) })
+	bufArenaOnce.Do(func() {
+		a, err := arena.New(arena.Config{})
+		bufArena.Store(a)
+		bufArenaErr = err
+	})
 	if errors.Is(bufArenaErr, arena.ErrNotSupported) {
 		return arena.Block{}, make([]byte, size), nil
 	}
 	if bufArenaErr != nil {
 		return arena.Block{}, nil, fmt.Errorf("qfile: buffer arena: %w", bufArenaErr)
 	}
-	b, err := bufArena.Alloc(size)
+	b, err := bufArena.Load().Alloc(size)
 	if err != nil {
 		return arena.Block{}, nil, fmt.Errorf("qfile: allocating a %d-byte buffer: %w", size, err)
 	}
@@ -60,10 +65,11 @@ func allocBufferSize(size int) (arena.Block, []byte, error) {
 // BufferArenaStats reports the accounting of the arena that holds every
 // File's buffers.
 func BufferArenaStats() arena.Stats {
-	if bufArena == nil {
+	a := bufArena.Load()
+	if a == nil {
 		return arena.Stats{}
 	}
-	return bufArena.Stats()
+	return a.Stats()
 }
 
 // freeBuffers returns the File's buffers to the arena. It runs once the

@@ -27,7 +27,7 @@ func (c *fdCommon) sendFD(fd int) error {
 		return fmt.Errorf("qfile: PutFD: %w: the stream is a %v, not a Unix socket", ErrNotSupported, c.kind)
 	}
 	oob := unix.UnixRights(fd)
-	for {
+	for range maxRetries {
 		err := unix.Sendmsg(c.fd, fdMarker, oob, nil, unix.MSG_NOSIGNAL)
 		switch err {
 		case nil:
@@ -41,6 +41,7 @@ func (c *fdCommon) sendFD(fd int) error {
 		}
 		return &os.SyscallError{Syscall: "sendmsg", Err: err}
 	}
+	return &noProgressError{op: "sendmsg", tries: maxRetries}
 }
 
 // shutdown shuts a stream socket down both ways.

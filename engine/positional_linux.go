@@ -102,8 +102,13 @@ func (c *fdCommon) preadAll(p []byte, off int64) (int, error) {
 // writeFD writes all of p to fd, waiting on EAGAIN.
 func writeFD(fd int, p []byte) (int, error) {
 	done := 0
-	for zero := 0; done < len(p); {
+	for stuck := 0; done < len(p); {
 		n, err := iov.Write(fd, p[done:])
+		if err != nil || n == 0 {
+			if stuck++; stuck == maxRetries {
+				return done, &noProgressError{op: "write", tries: stuck}
+			}
+		}
 		switch err {
 		case nil:
 		case unix.EINTR:
@@ -118,11 +123,9 @@ func writeFD(fd int, p []byte) (int, error) {
 			return done, &os.SyscallError{Syscall: "write", Err: err}
 		}
 		if n == 0 {
-			if zero++; zero == maxZeroWrites {
-				return done, fmt.Errorf("write: %w", io.ErrNoProgress)
-			}
 			continue
 		}
+		stuck = 0
 		done += n
 	}
 	return done, nil
