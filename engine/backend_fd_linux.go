@@ -77,7 +77,6 @@ func (b *fdBackend) freeBounce() {
 	}
 }
 
-
 // pipeMaxSizeFile holds the largest pipe buffer an unprivileged process
 // may ask for with F_SETPIPE_SZ.
 const pipeMaxSizeFile = "/proc/sys/fs/pipe-max-size"
