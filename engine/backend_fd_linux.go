@@ -133,6 +133,22 @@ func directAlign(fd int) int {
 	return defaultDirectAlign
 }
 
+// writeBufSize is the size of a File's write buffers on descriptor c.
+func writeBufSize(c fdCommon) int {
+	if c.direct {
+		return directBufSize
+	}
+	return BufSize
+}
+
+// preallocate extends the file to stream position end with fallocate(2)
+// (mode 0: blocks reserved, size changed), so later O_DIRECT writes below
+// it do not extend the file. A file system without fallocate is left as
+// it is.
+func (c *fdCommon) preallocate(from, end int64) {
+	unix.Fallocate(c.fd, 0, c.base+from, end-from)
+}
+
 // truncate sets the file's size to stream position size: an O_DIRECT
 // stream pads its last block, Close cuts the padding off.
 func (c *fdCommon) truncate(size int64) error {
@@ -225,7 +241,7 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 	if kind == Uring {
 		b, err := newUringBackend(fc, writable, c.depth, c.zeroCopy, !c.noFixed)
 		if err == nil {
-			f, err := newFile(b, writable)
+			f, err := newFileSized(b, writable, writeBufSize(fc))
 			if err != nil {
 				b.closeRing()
 				return nil, err
@@ -251,7 +267,7 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 		}
 		fb.bounceBlk, fb.bounce = blk, buf
 	}
-	f, err := newFile(fb, writable)
+	f, err := newFileSized(fb, writable, writeBufSize(fc))
 	if err != nil {
 		fb.freeBounce()
 		return nil, err

@@ -86,6 +86,12 @@ func (f *File) flushDirect(n int) {
 	padded := (n + a - 1) &^ (a - 1)
 	carry := n % a
 	start := f.pos
+	if end := start + int64(padded); end > f.prealloc {
+		if p, ok := f.be.(interface{ preallocate(from, end int64) }); ok {
+			p.preallocate(f.prealloc, end+directPrealloc)
+			f.prealloc = end + directPrealloc
+		}
+	}
 	src := f.buf
 	clear(src[n:padded])
 	f.vec.Append(src[n:padded], 0)
@@ -106,9 +112,10 @@ func (f *File) flushDirect(n int) {
 	}
 }
 
-// trimPadding cuts the zeros an O_DIRECT File padded its last block
-// with, unless positional puts wrote past them: then the file's end is
-// theirs, and the padding stays as zeros between.
+// trimPadding cuts what an O_DIRECT File added past the data — the zeros
+// padding its last block, the space preallocated ahead — keeping every
+// byte of the stream and of positional puts; a file grown past all that
+// by someone else is left alone.
 func (f *File) trimPadding() {
 	p, ok := f.be.(positioner)
 	t, ok2 := f.be.(interface{ truncate(int64) error })
@@ -120,9 +127,11 @@ func (f *File) trimPadding() {
 		f.SetError(err)
 		return
 	}
-	end := p.startOffset() + f.Tell()
+	// The file's true end: the stream's, or the last positional put's.
+	end := max(p.startOffset()+f.Tell(), f.putAtEnd)
 	padded := (end + int64(f.align) - 1) &^ int64(f.align-1)
-	if size > end && size <= padded {
-		f.SetError(t.truncate(f.Tell()))
+	ours := max(padded, p.startOffset()+f.prealloc)
+	if size > end && size <= ours {
+		f.SetError(t.truncate(end - p.startOffset()))
 	}
 }

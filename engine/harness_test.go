@@ -47,7 +47,9 @@ func drain(t *testing.T, r io.ReadCloser) func() []byte {
 
 func socketPair(t *testing.T) (*os.File, *os.File) {
 	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	// Non-blocking, so os.File uses the poller: a test that gives up
+	// can close one end and wake a goroutine blocked on it.
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,17 +76,30 @@ func tcpPair(t *testing.T) (*os.File, *os.File) {
 		t.Fatal(err)
 	}
 	c2 := <-acc
-	f1, err := c1.(*net.TCPConn).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f2, err := c2.(*net.TCPConn).File()
-	if err != nil {
-		t.Fatal(err)
-	}
+	f1, f2 := pollable(t, c1), pollable(t, c2)
 	c1.Close()
 	c2.Close()
 	return f1, f2
+}
+
+// pollable returns a non-blocking *os.File on a duplicate of c's
+// descriptor (TCPConn.File returns a blocking one), so a test that gives
+// up can close it and wake a goroutine blocked on it.
+func pollable(t *testing.T, c net.Conn) *os.File {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := -1
+	rc.Control(func(d uintptr) { fd, err = unix.FcntlInt(d, unix.F_DUPFD_CLOEXEC, 0) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		t.Fatal(err)
+	}
+	return os.NewFile(uintptr(fd), "tcp")
 }
 
 // mustFile returns a func that fails the test on a constructor error.

@@ -355,6 +355,9 @@ func TestGetToFD(t *testing.T) {
 func TestFDPassing(t *testing.T) {
 	for _, k := range backends {
 		t.Run(k.String(), func(t *testing.T) {
+			if k == engine.Uring {
+				requireUring(t)
+			}
 			before := testutil.Snapshot(t)
 			a, b := socketPair(t)
 			f := mustFile(t)(engine.NewOSFile(a, "wb", engine.WithBackend(k)))

@@ -65,6 +65,7 @@ func (f *File) PutBufferAt(p []byte, off int64) error {
 	}
 	n, err := pos.pwriteAll(p, off)
 	f.credited += int64(n)
+	f.putAtEnd = max(f.putAtEnd, off+int64(n))
 	if err == nil && n != len(p) {
 		err = fmt.Errorf("qfile: positional write at %d: %d of %d bytes: %w", off, n, len(p), io.ErrShortWrite)
 	}

@@ -27,7 +27,7 @@ func (f *File) putCheck() bool {
 func (f *File) addBuf(n int) {
 	f.vec.Append(f.buf[f.bufIndex:f.bufIndex+n], 0)
 	f.bufIndex += n
-	if f.vec.Full() || f.bufIndex == BufSize {
+	if f.vec.Full() || f.bufIndex == len(f.buf) {
 		f.flush()
 	}
 }
@@ -44,7 +44,7 @@ func (f *File) PutByte(c byte) {
 
 // PutBE16 appends v big-endian (QEMU's qemu_put_be16).
 func (f *File) PutBE16(v uint16) {
-	if f.bufIndex+2 > BufSize {
+	if f.bufIndex+2 > len(f.buf) {
 		f.PutByte(byte(v >> 8))
 		f.PutByte(byte(v))
 		return
@@ -59,7 +59,7 @@ func (f *File) PutBE16(v uint16) {
 
 // PutBE32 appends v big-endian (QEMU's qemu_put_be32).
 func (f *File) PutBE32(v uint32) {
-	if f.bufIndex+4 > BufSize {
+	if f.bufIndex+4 > len(f.buf) {
 		f.PutBE16(uint16(v >> 16))
 		f.PutBE16(uint16(v))
 		return
@@ -74,7 +74,7 @@ func (f *File) PutBE32(v uint32) {
 
 // PutBE64 appends v big-endian (QEMU's qemu_put_be64).
 func (f *File) PutBE64(v uint64) {
-	if f.bufIndex+8 > BufSize {
+	if f.bufIndex+8 > len(f.buf) {
 		f.PutBE32(uint32(v >> 32))
 		f.PutBE32(uint32(v))
 		return
