@@ -146,6 +146,9 @@ func (r *report) header(w io.Writer) {
 	}
 	fmt.Fprintf(w, "buffers: engine %d KiB × %d iovecs, queue depth %d · bufio %d KiB · netbuf %d slices per writev · page %d KiB",
 		e.BufSize>>10, e.MaxIOV, depth, e.BufioSize>>10, e.NetbufBatch, e.PageSize>>10)
+	if first.cfg.Sink == bench.SinkODirect {
+		fmt.Fprintf(w, " · O_DIRECT: engine buffers 1 MiB, file extended ahead")
+	}
 	if first.cfg.Sink == bench.SinkPipe {
 		fmt.Fprintf(w, " · pipe %d KiB", o.pipeSize>>10)
 	}
