@@ -29,6 +29,10 @@ Usage:
   qbench compare [flags] CONFIG...  run configurations interleaved (A B A B ...) and
                                     print median ratios to the first
   qbench sink --listen ADDR         the receiving end of --sink HOST:PORT on another host
+  qbench soak [flags]               one implementation (default uring) for --duration
+                                    (default 1m; hours on demand), sampling GB/s, RSS and
+                                    descriptors every --interval (5s); fails on an error,
+                                    RSS grown past --rss-slack (32MiB) or descriptors leaked
   qbench stream ...                 read, copy or verify a real migration stream
                                     (qbench stream --help)
   qbench version                    print the version
@@ -81,6 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return compareMain(rest, stdout, stderr)
 		case "sink":
 			return sinkMain(rest, stdout, stderr)
+		case "soak":
+			return soakMain(rest, stdout, stderr)
 		case "stream":
 			return streamMain(rest, stdout, stderr)
 		case "version":
