@@ -45,7 +45,9 @@ func drain(t *testing.T, r io.ReadCloser) func() []byte {
 	return func() []byte { return <-done }
 }
 
-func socketPair(t *testing.T) (*os.File, *os.File) {
+func socketPair(t *testing.T) (*os.File, *os.File) { return socketPairB(t) }
+
+func socketPairB(t testing.TB) (*os.File, *os.File) {
 	t.Helper()
 	// Non-blocking, so os.File uses the poller: a test that gives up
 	// can close one end and wake a goroutine blocked on it.

@@ -57,6 +57,17 @@ func TestAutoPolicy(t *testing.T) {
 			a, b := socketPair(t)
 			t.Cleanup(func() { b.Close() })
 			return engine.NewOSFile(a, "wb")
+		}, engine.Syscall},
+		{"pipe read", func() (*engine.File, error) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				return nil, err
+			}
+			t.Cleanup(func() { w.Close() })
+			return engine.NewOSFile(r, "rb")
+		}, engine.Syscall},
+		{"O_DIRECT write", func() (*engine.File, error) {
+			return engine.Open(filepath.Join(dir, "d"), "wb", engine.WithDirectIO())
 		}, engine.Uring},
 	}
 	for _, c := range cases {
