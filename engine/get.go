@@ -39,26 +39,9 @@ func (f *File) fill() int {
 	if f.noteShutdown() || f.err != nil || pending == BufSize {
 		return 0
 	}
-	for empty := 0; empty < maxEmptyReads; empty++ {
-		n, err := f.rd.ReadAt(f.buf[pending:], f.pos)
-		if n > 0 {
-			f.bufSize += n
-			f.pos += int64(n)
-			return n
-		}
-		switch {
-		case err == io.EOF:
-			f.noteShutdown()
-			f.SetError(&eofError{pos: f.pos})
-			return 0
-		case err != nil:
-			f.noteShutdown()
-			f.SetError(err)
-			return 0
-		}
-	}
-	f.SetError(fmt.Errorf("qfile: read at byte %d: %w", f.pos, io.ErrNoProgress))
-	return 0
+	n := f.readBackend(f.buf[pending:])
+	f.bufSize += n
+	return n
 }
 
 // fillBlock is fill over a blockReader: the backend's next buffer, with
@@ -168,7 +151,7 @@ func (f *File) GetBuffer(p []byte) int {
 			// Large reads with an empty buffer bypass it ("Large read,
 			// empty buffer" in bufio.Reader.Read): no double copy.
 			if len(p)-done >= BufSize && f.err == nil && f.br == nil {
-				n := f.readDirect(p[done:])
+				n := f.readBackend(p[done:])
 				done += n
 				if n == 0 {
 					break
@@ -186,25 +169,27 @@ func (f *File) GetBuffer(p []byte) int {
 	return done
 }
 
-// readDirect reads into p straight from the backend; it returns 0 at the
-// end of the stream or on an error, which it makes sticky.
-func (f *File) readDirect(p []byte) int {
+// readBackend reads into p from the backend at the stream position,
+// looping over empty reads. It returns the count read; 0 means the
+// stream ended or failed, and the sticky error (ErrShutdown first, if
+// Shutdown was called) says which.
+func (f *File) readBackend(p []byte) int {
 	for empty := 0; empty < maxEmptyReads; empty++ {
 		n, err := f.rd.ReadAt(p, f.pos)
 		if n > 0 {
 			f.pos += int64(n)
 			return n
 		}
-		switch {
-		case err == io.EOF:
-			f.SetError(&eofError{pos: f.pos})
-			return 0
-		case err != nil:
+		if err != nil {
+			f.noteShutdown()
+			if err == io.EOF {
+				err = &eofError{pos: f.pos}
+			}
 			f.SetError(err)
 			return 0
 		}
 	}
-	f.SetError(fmt.Errorf("qfile: read at byte %d: %w", f.pos, io.ErrNoProgress))
+	f.SetError(&noProgressError{op: fmt.Sprintf("backend read at byte %d", f.pos), tries: maxEmptyReads})
 	return 0
 }
 

@@ -43,7 +43,7 @@ func (f *File) Read(p []byte) (int, error) {
 	}
 	if f.bufIndex == f.bufSize {
 		if len(p) >= BufSize && f.err == nil && !f.writable && f.br == nil {
-			if n := f.readDirect(p); n > 0 {
+			if n := f.readBackend(p); n > 0 {
 				return n, nil
 			}
 		} else if f.getCheck() {
