@@ -97,30 +97,37 @@ func newScript(seed uint64, nops int) *script {
 	return s
 }
 
+// apply puts op o into f and returns the error the call itself
+// reports (PutCountedString, Flush); the sticky error is the caller's
+// to check.
+func (s *script) apply(f *engine.File, o op) error {
+	switch o.kind {
+	case opByte:
+		f.PutByte(byte(o.v))
+	case opBE16:
+		f.PutBE16(uint16(o.v))
+	case opBE32:
+		f.PutBE32(uint32(o.v))
+	case opBE64:
+		f.PutBE64(o.v)
+	case opBuffer:
+		f.PutBuffer(s.pool[o.off : o.off+o.n])
+	case opAsync:
+		f.PutBufferAsync(s.pool[o.off : o.off+o.n])
+	case opString:
+		return f.PutCountedString(string(s.pool[o.off : o.off+o.n]))
+	case opFlush:
+		return f.Flush()
+	}
+	return nil
+}
+
+// write puts the script, failing the test on the first error.
 func (s *script) write(t *testing.T, f *engine.File) {
 	t.Helper()
 	for i, o := range s.ops {
-		switch o.kind {
-		case opByte:
-			f.PutByte(byte(o.v))
-		case opBE16:
-			f.PutBE16(uint16(o.v))
-		case opBE32:
-			f.PutBE32(uint32(o.v))
-		case opBE64:
-			f.PutBE64(o.v)
-		case opBuffer:
-			f.PutBuffer(s.pool[o.off : o.off+o.n])
-		case opAsync:
-			f.PutBufferAsync(s.pool[o.off : o.off+o.n])
-		case opString:
-			if err := f.PutCountedString(string(s.pool[o.off : o.off+o.n])); err != nil {
-				t.Fatalf("op %d: PutCountedString: %v", i, err)
-			}
-		case opFlush:
-			if err := f.Flush(); err != nil {
-				t.Fatalf("op %d: Flush: %v", i, err)
-			}
+		if err := s.apply(f, o); err != nil {
+			t.Fatalf("op %d (%v): %v", i, o.kind, err)
 		}
 		if err := f.Err(); err != nil {
 			t.Fatalf("op %d (%v): %v", i, o.kind, err)
@@ -128,31 +135,6 @@ func (s *script) write(t *testing.T, f *engine.File) {
 	}
 	if got, want := f.Tell(), int64(len(s.want)); got != want {
 		t.Fatalf("Tell after the script: %d, want %d", got, want)
-	}
-}
-
-// writeLoose puts the script without checking errors, as a caller that
-// looks only at Close would.
-func (s *script) writeLoose(f *engine.File) {
-	for _, o := range s.ops {
-		switch o.kind {
-		case opByte:
-			f.PutByte(byte(o.v))
-		case opBE16:
-			f.PutBE16(uint16(o.v))
-		case opBE32:
-			f.PutBE32(uint32(o.v))
-		case opBE64:
-			f.PutBE64(o.v)
-		case opBuffer:
-			f.PutBuffer(s.pool[o.off : o.off+o.n])
-		case opAsync:
-			f.PutBufferAsync(s.pool[o.off : o.off+o.n])
-		case opString:
-			f.PutCountedString(string(s.pool[o.off : o.off+o.n]))
-		case opFlush:
-			f.Flush()
-		}
 	}
 }
 

@@ -42,7 +42,7 @@ func TestFaultHookReachesBothBackends(t *testing.T) {
 				result := drain(t, b)
 				f := mustFile(t)(engine.NewOSFile(a, "wb", engine.WithBackend(k)))
 				checkBackend(t, f, k)
-				s.writeLoose(f)
+				putScript(f, s)
 				err := f.Close()
 				if !errors.Is(err, unix.EIO) {
 					t.Fatalf("Close: %v, want EIO", err)

@@ -155,25 +155,8 @@ func genScript(seed uint64, budget, maxOp int) *script {
 // confirmed handed to the backend.
 func putScript(f *engine.File, s *script) (confirmed int64) {
 	for _, o := range s.ops {
-		switch o.kind {
-		case opByte:
-			f.PutByte(byte(o.v))
-		case opBE16:
-			f.PutBE16(uint16(o.v))
-		case opBE32:
-			f.PutBE32(uint32(o.v))
-		case opBE64:
-			f.PutBE64(o.v)
-		case opBuffer:
-			f.PutBuffer(s.pool[o.off : o.off+o.n])
-		case opAsync:
-			f.PutBufferAsync(s.pool[o.off : o.off+o.n])
-		case opString:
-			f.PutCountedString(string(s.pool[o.off : o.off+o.n]))
-		case opFlush:
-			if f.Flush() == nil {
-				confirmed = f.Tell()
-			}
+		if err := s.apply(f, o); err == nil && o.kind == opFlush {
+			confirmed = f.Tell()
 		}
 	}
 	return confirmed
