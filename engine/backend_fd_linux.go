@@ -468,8 +468,13 @@ func (b *fdBackend) readErr(name string, errno unix.Errno) error {
 
 // wait blocks until the descriptor is ready for events (or has failed:
 // the next write or read reports why).
-func (b *fdBackend) wait(events int16) error {
-	fds := [1]unix.PollFd{{Fd: int32(b.fd), Events: events}}
+func (b *fdBackend) wait(events int16) error { return pollWait(b.fd, events) }
+
+// pollWait blocks until fd is ready for events (or has failed), retrying
+// EINTR a bounded number of times: what every call on a non-blocking
+// descriptor does on EAGAIN.
+func pollWait(fd int, events int16) error {
+	fds := [1]unix.PollFd{{Fd: int32(fd), Events: events}}
 	for range maxRetries {
 		_, err := unix.Poll(fds[:], -1)
 		if err == nil {

@@ -53,11 +53,7 @@ func (f *File) fillBlock() int {
 	}
 	view, err := f.br.nextBlock(pending)
 	if err != nil {
-		f.noteShutdown()
-		if err == io.EOF {
-			err = &eofError{pos: f.pos}
-		}
-		f.SetError(err)
+		f.readFailed(err)
 		return 0
 	}
 	n := len(view) - len(pending)
@@ -169,6 +165,17 @@ func (f *File) GetBuffer(p []byte) int {
 	return done
 }
 
+// readFailed records a failed backend read as the sticky error: the end
+// of the stream becomes an error naming the byte, and ErrShutdown wins
+// if Shutdown was called.
+func (f *File) readFailed(err error) {
+	f.noteShutdown()
+	if err == io.EOF {
+		err = &eofError{pos: f.pos}
+	}
+	f.SetError(err)
+}
+
 // readBackend reads into p from the backend at the stream position,
 // looping over empty reads. It returns the count read; 0 means the
 // stream ended or failed, and the sticky error (ErrShutdown first, if
@@ -181,11 +188,7 @@ func (f *File) readBackend(p []byte) int {
 			return n
 		}
 		if err != nil {
-			f.noteShutdown()
-			if err == io.EOF {
-				err = &eofError{pos: f.pos}
-			}
-			f.SetError(err)
+			f.readFailed(err)
 			return 0
 		}
 	}

@@ -35,8 +35,9 @@ func (c *fdCommon) sendFD(fd int) error {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			fds := [1]unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLOUT}}
-			unix.Poll(fds[:], -1)
+			if err := pollWait(c.fd, unix.POLLOUT); err != nil {
+				return err
+			}
 			continue
 		}
 		return &os.SyscallError{Syscall: "sendmsg", Err: err}

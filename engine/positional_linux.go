@@ -114,9 +114,8 @@ func writeFD(fd int, p []byte) (int, error) {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-			if _, err := unix.Poll(fds[:], -1); err != nil && err != unix.EINTR {
-				return done, &os.SyscallError{Syscall: "poll", Err: err}
+			if err := pollWait(fd, unix.POLLOUT); err != nil {
+				return done, err
 			}
 			continue
 		default:
