@@ -248,6 +248,7 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 			}
 			f.info = BackendInfo{Kind: Uring, Requested: c.kind, Reason: reason}
 			f.info.ZeroCopy = b.zc
+			_, f.info.VmspliceReason = vmspliceChoice(&fc, c, Uring, writable)
 			if c.zeroCopy && b.zcErr != nil {
 				f.info.ZeroCopyReason = b.zcErr.Error()
 			}
@@ -267,12 +268,17 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 		}
 		fb.bounceBlk, fb.bounce = blk, buf
 	}
-	f, err := newFileSized(fb, writable, writeBufSize(fc))
+	var be Backend = fb
+	vs, vsReason := vmspliceChoice(&fc, c, Syscall, writable)
+	if vs {
+		be = newVmspliceBackend(fb, c)
+	}
+	f, err := newFileSized(be, writable, writeBufSize(fc))
 	if err != nil {
 		fb.freeBounce()
 		return nil, err
 	}
-	f.info = BackendInfo{Kind: Syscall, Requested: c.kind, Reason: reason, ZeroCopyReason: zcReason}
+	f.info = BackendInfo{Kind: Syscall, Requested: c.kind, Reason: reason, ZeroCopyReason: zcReason, Vmsplice: vs, VmspliceReason: vsReason}
 	f.align = fc.align
 	return f, nil
 }

@@ -75,12 +75,16 @@ func BufferArenaStats() arena.Stats {
 // freeBuffers returns the File's buffers to the arena. It runs once the
 // backend is closed, when no request can still reference them.
 func (f *File) freeBuffers() {
+	// A pipe the File gave up waiting on may still reference its
+	// buffers (vmsplice): they are never reused.
+	k, ok := f.be.(interface{ keepBuffers() bool })
+	keep := ok && k.keepBuffers()
 	for i := range f.slots {
 		s := &f.slots[i]
 		s.vec.Reset()
 		s.release.Reset()
 		s.pins.Unpin()
-		if s.buf != nil && s.block != (arena.Block{}) {
+		if s.buf != nil && s.block != (arena.Block{}) && !keep {
 			mustFree(s.block)
 		}
 		s.buf = nil

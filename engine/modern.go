@@ -28,6 +28,12 @@ type Stats struct {
 	ZeroCopyCopied int64
 	// FDsSent and FDsReceived count descriptors passed (PutFD, GetFD).
 	FDsSent, FDsReceived int64
+	// Vmspliced counts bytes a pipe writer handed the pipe by reference
+	// (vmsplice); DrainWaits the sleeps it took waiting for the pipe's
+	// reader to consume memory before reusing it. Spliced counts bytes
+	// GetToFD and PutFromFD moved with splice(2), never through user
+	// memory.
+	Vmspliced, DrainWaits, Spliced int64
 }
 
 // statser is a backend with counters of its own.

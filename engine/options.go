@@ -1,6 +1,9 @@
 package engine
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Kind names a backend implementation.
 type Kind int
@@ -61,6 +64,9 @@ type config struct {
 	zeroCopy  bool
 	kind      Kind
 	depth     int
+	// vmsplice is WithVmsplice's setting: vmspliceAuto unless given.
+	vmsplice     vmspliceMode
+	drainTimeout time.Duration
 }
 
 // KeepOpen makes Close leave the descriptor open: the File borrows it.
@@ -102,7 +108,7 @@ func WithQueueDepth(n int) Option { return func(c *config) { c.depth = n } }
 const DefaultQueueDepth = 4
 
 func buildConfig(opts []Option) config {
-	c := config{depth: DefaultQueueDepth}
+	c := config{depth: DefaultQueueDepth, drainTimeout: DefaultDrainTimeout}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -128,11 +134,20 @@ type BackendInfo struct {
 	// ZeroCopyReason says why not when it was asked for.
 	ZeroCopy       bool
 	ZeroCopyReason string
+	// Vmsplice reports whether a pipe writer hands the pipe references
+	// to its pages (vmsplice(2)) instead of copying them into it;
+	// VmspliceReason says why not on a pipe, or when it was asked for.
+	Vmsplice       bool
+	VmspliceReason string
 }
 
 func (i BackendInfo) String() string {
-	if i.Reason == "" {
-		return i.Kind.String()
+	k := i.Kind.String()
+	if i.Vmsplice {
+		k += "+vmsplice"
 	}
-	return fmt.Sprintf("%s (%s)", i.Kind, i.Reason)
+	if i.Reason == "" {
+		return k
+	}
+	return fmt.Sprintf("%s (%s)", k, i.Reason)
 }
