@@ -239,6 +239,11 @@ func TestConformanceWrite(t *testing.T) {
 					if err := f.Close(); err != nil {
 						t.Fatalf("Close: %v", err)
 					}
+					if f.BackendInfo().Vmsplice && f.Stats().Vmspliced == 0 {
+						// Several MiB through a 1 MiB pipe: the reader
+						// was seen, so pages went in by reference.
+						t.Fatalf("a vmsplice File put nothing into the pipe by reference: %+v", f.Stats())
+					}
 					if result != nil {
 						equalBytes(t, "stream", result(), s.want)
 					}

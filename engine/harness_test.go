@@ -150,6 +150,38 @@ func writeSinks(k engine.Kind) []writeSink {
 			}
 			return mustFile(t)(engine.NewOSFile(w, "wb", opt)), drain(t, r)
 		}},
+		// The pipe above is written with vmsplice where the kernel
+		// can (BackendInfo says); these are the other pipe modes.
+		{"pipe-writev", func(t *testing.T) (*engine.File, func() []byte) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return mustFile(t)(engine.NewOSFile(w, "wb", opt, engine.WithVmsplice(false))), drain(t, r)
+		}},
+		{"pipe-blocking", func(t *testing.T) (*engine.File, func() []byte) {
+			var p [2]int
+			if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+				t.Fatal(err)
+			}
+			return mustFile(t)(engine.NewFD(p[1], "wb", opt)), drain(t, os.NewFile(uintptr(p[0]), "r"))
+		}},
+		{"fifo-vmsplice", func(t *testing.T) (*engine.File, func() []byte) {
+			path := filepath.Join(t.TempDir(), "fifo")
+			if err := unix.Mkfifo(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				r.Close()
+				t.Fatal(err)
+			}
+			return mustFile(t)(engine.NewOSFile(w, "wb", opt, engine.WithVmsplice(true))), drain(t, r)
+		}},
 		{"unix", func(t *testing.T) (*engine.File, func() []byte) {
 			a, b := socketPair(t)
 			return mustFile(t)(engine.NewOSFile(a, "wb", opt)), drain(t, b)

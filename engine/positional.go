@@ -156,6 +156,10 @@ func (f *File) Offset() int64 {
 
 // GetToFD moves the next n bytes of the stream to descriptor fd, from
 // the File's buffer, refilling it as needed (QEMU's qemu_file_get_to_fd).
+// Once the buffered bytes are out, where fd or the File's descriptor is
+// a pipe the rest goes with splice(2), never through user memory
+// (Stats().Spliced). A failure of fd is returned and leaves the stream
+// as it was.
 // The end of the stream first is an error, and sticky like any get's.
 func (f *File) GetToFD(fd int, n int64) error {
 	if !f.getCheck() {
@@ -165,8 +169,22 @@ func (f *File) GetToFD(fd int, n int64) error {
 		return fmt.Errorf("qfile: GetToFD: negative size %d", n)
 	}
 	for n > 0 {
-		if f.bufIndex == f.bufSize && f.fill() == 0 {
-			return f.err
+		if f.bufIndex == f.bufSize {
+			// Nothing buffered: where one side is a pipe, splice(2)
+			// moves the rest without copying it through the File.
+			if moved, ok, err := f.spliceOut(fd, n); ok {
+				if err != nil && err == f.err {
+					return err
+				}
+				if err != nil {
+					return fmt.Errorf("qfile: GetToFD: %w", err)
+				}
+				n -= moved
+				continue
+			}
+			if f.fill() == 0 {
+				return f.err
+			}
 		}
 		chunk := f.buf[f.bufIndex:min(f.bufSize, f.bufIndex+int(min(n, int64(f.bufSize-f.bufIndex))))]
 		w, err := writeFD(fd, chunk)
