@@ -160,6 +160,11 @@ type Config struct {
 	// It names the case (reg=on, reg=off) for the engine's io_uring
 	// implementations; the syscall backend and the peers ignore it.
 	Registered Toggle
+	// Vmsplice is passed to engine.WithVmsplice when set: Off makes a
+	// pipe File copy with writev, to compare. It names the case
+	// (vmsplice=on, vmsplice=off) for the engine's implementations on
+	// the pipe sink.
+	Vmsplice Toggle
 	// RAMArena takes guest RAM (and the read workloads' destination)
 	// from an off-heap arena (package arena) instead of the Go heap.
 	RAMArena bool
@@ -295,6 +300,9 @@ func (c Config) Validate() error {
 	if c.Registered > Off {
 		return fmt.Errorf("registered buffers: invalid Toggle %d", c.Registered)
 	}
+	if c.Vmsplice > Off {
+		return fmt.Errorf("vmsplice: invalid Toggle %d", c.Vmsplice)
+	}
 	return nil
 }
 
@@ -316,6 +324,9 @@ func (c Config) BenchName() string {
 	name := workloadTitle(c.Workload) + "/sink=" + sink + "/impl=" + c.Impl
 	if c.Registered != Unset && usesRing(c.Impl) {
 		name += "/reg=" + c.Registered.String()
+	}
+	if c.Vmsplice != Unset && IsEngine(c.Impl) && c.Sink == SinkPipe {
+		name += "/vmsplice=" + c.Vmsplice.String()
 	}
 	switch {
 	case c.RAMArena && c.HugePages:
@@ -447,6 +458,12 @@ func Cases(workload string) []Config {
 			if impl == ImplUring && (workload == RAM || workload == Bulk) && (sink == SinkFile || sink == SinkODirect || sink == SinkPipe) {
 				v := c
 				v.Registered = Off
+				out = append(out, v)
+			}
+			if impl == ImplSyscall && sink == SinkPipe && (workload == RAM || workload == Bulk) {
+				// The pipe copied (writev) instead of referenced.
+				v := c
+				v.Vmsplice = Off
 				out = append(out, v)
 			}
 			if (impl == ImplUring || impl == ImplSyscall) && workload == RAM && (sink == SinkNull || sink == SinkPipe) {

@@ -73,6 +73,9 @@ func engineOptions(c Config) []engine.Option {
 	if c.Registered != Unset {
 		opts = append(opts, engine.WithRegisteredBuffers(c.Registered == On))
 	}
+	if c.Vmsplice != Unset {
+		opts = append(opts, engine.WithVmsplice(c.Vmsplice == On))
+	}
 	if c.Sink == SinkODirect {
 		// The sink's descriptor is already O_DIRECT, which NewFD
 		// detects; the option says so where the File is made.

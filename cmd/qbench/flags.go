@@ -39,6 +39,7 @@ type options struct {
 	dir        string
 	wrap       sizeFlag
 	registered toggleFlag
+	vmsplice   bench.Toggle // compare key vmsplice=on|off
 	ramArena   bool
 	hugePages  bool
 	json       bool
@@ -166,6 +167,7 @@ func (o *options) config(impl string) bench.Config {
 		Dir:        o.dir,
 		Wrap:       int64(o.wrap),
 		Registered: bench.Toggle(o.registered),
+		Vmsplice:   o.vmsplice,
 		RAMArena:   o.ramArena,
 		HugePages:  o.hugePages,
 	}
@@ -208,12 +210,17 @@ func (o *options) applyPair(key, val string) error {
 		err = o.pipeSize.Set(val)
 	case "reg", "registered":
 		err = o.registered.Set(val)
+	case "vmsplice":
+		var t bench.Toggle
+		if t, err = bench.ParseToggle(val); err == nil {
+			o.vmsplice = t
+		}
 	case "ram-arena":
 		o.ramArena, err = strconv.ParseBool(val)
 	case "hugepages":
 		o.hugePages, err = strconv.ParseBool(val)
 	default:
-		return fmt.Errorf("unknown key %q (want impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg, ram-arena or hugepages)", key)
+		return fmt.Errorf("unknown key %q (want impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg, vmsplice, ram-arena or hugepages)", key)
 	}
 	if err != nil {
 		return fmt.Errorf("%s=%s: %w", key, val, err)

@@ -62,11 +62,12 @@ Flags:
   --cpuprofile F, --memprofile F, --trace F   profiles (docs/profiling.md)
 
 CONFIG (compare): an implementation name, or key=value pairs joined by commas
-with keys impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg (on or
-off), ram-arena, hugepages (true or false), e.g.
+with keys impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg and
+vmsplice (on or off), ram-arena, hugepages (true or false), e.g.
   qbench compare --sink pipe uring syscall bufio
   qbench compare impl=uring,depth=1 impl=uring,depth=8
   qbench compare --sink odirect impl=uring,reg=on impl=uring,reg=off direct256
+  qbench compare --sink pipe impl=syscall,vmsplice=on impl=syscall,vmsplice=off bufio
 
 Exit status: 0 success, 1 a run failed (sink unreachable, disk full, a stream
 that did not check out), 2 bad usage.
