@@ -289,6 +289,8 @@ func TestZeroAllocs(t *testing.T) {
 	var cases []tcase
 	for _, w := range []string{RAM, Bulk, Fields} {
 		cases = append(cases, tcase{w, SinkNull, ImplSyscall}, tcase{w, SinkNull, ImplUring}, tcase{w, SinkMemory, ImplQfile})
+		// A pipe: vmsplice, with the reader in another goroutine.
+		cases = append(cases, tcase{w, SinkPipe, ImplSyscall})
 	}
 	for _, w := range []string{Read, ReadInPlace} {
 		cases = append(cases, tcase{w, SinkMemory, ImplQfile}, tcase{w, SinkFile, ImplSyscall}, tcase{w, SinkFile, ImplUring})

@@ -396,6 +396,11 @@ func (b *vmspliceBackend) shutdown() error {
 	return b.fdBackend.shutdown()
 }
 
+// pagesByReference says the File need not pin async puts: vmsplice
+// turns their addresses into page references during the call, and the
+// slot's vector keeps the memory from being collected until finish.
+func (b *vmspliceBackend) pagesByReference() {}
+
 // keepBuffers reports whether the pipe may still reference the File's
 // buffers after Close: they are then never reused.
 func (b *vmspliceBackend) keepBuffers() bool { return b.abandon }

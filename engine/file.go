@@ -89,6 +89,10 @@ type File struct {
 	slots []wslot
 	cur   int
 	async asyncWriter
+	// pin is set when async puts must be pinned until their slot
+	// completes: the kernel uses their addresses after the call
+	// (io_uring). vmsplice resolves them to pages during the call.
+	pin bool
 	// rblock is the read buffer's arena block.
 	rblock arena.Block
 	// align is non-zero on an O_DIRECT descriptor: writes are whole
@@ -151,6 +155,8 @@ func newFileSized(b Backend, writable bool, size int) (*File, error) {
 	f.rd, _ = b.(Reader)
 	f.hooks, _ = b.(RAMHooks)
 	f.async, _ = b.(asyncWriter)
+	_, byPage := b.(interface{ pagesByReference() })
+	f.pin = f.async != nil && !byPage
 	f.br, _ = b.(blockReader)
 	if writable && f.vw == nil && f.bw == nil && f.async == nil {
 		return nil, fmt.Errorf("qfile: backend %T cannot write", b)

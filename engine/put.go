@@ -120,7 +120,7 @@ func (f *File) putAsync(p []byte, mark uint8) {
 	}
 	f.rateLimitUsed += int64(len(p))
 	s := &f.slots[f.cur]
-	if f.async != nil {
+	if f.pin {
 		s.pins.Pin(p)
 	}
 	if mark == markRelease {
