@@ -64,6 +64,8 @@ type vmspliceBackend struct {
 	shut    atomic.Bool
 
 	vmspliced, drainWaits int64
+	// through holds a large PutBuffer written from the caller's memory.
+	through iov.Vec
 }
 
 // vslot is what a slot's flush put into the pipe.
@@ -394,6 +396,26 @@ func (b *vmspliceBackend) vmsplice(iovs []unix.Iovec) (int, error) {
 func (b *vmspliceBackend) shutdown() error {
 	b.shut.Store(true)
 	return b.fdBackend.shutdown()
+}
+
+// writeThrough writes a large PutBuffer with writev, from the caller's
+// memory: vmsplice from it would tie the caller's PutBuffer to the
+// reader, and copying it into slots first costs a copy the kernel's
+// own copy into the pipe does not (docs/performance.md, "Pipes:
+// vmsplice").
+func (b *vmspliceBackend) writeThrough(p []byte) (int, error) {
+	if b.failed != nil {
+		return 0, b.failed
+	}
+	b.through.Reset()
+	b.through.Append(p, 0)
+	n, err := b.fdBackend.WritevAt(b.through.Iovecs(), 0)
+	b.through.Reset()
+	b.written += int64(n)
+	if err != nil {
+		b.failed = err
+	}
+	return n, err
 }
 
 // pagesByReference says the File need not pin async puts: vmsplice

@@ -93,6 +93,9 @@ type File struct {
 	// completes: the kernel uses their addresses after the call
 	// (io_uring). vmsplice resolves them to pages during the call.
 	pin bool
+	// through is a backend that takes large PutBuffer copies straight
+	// from the caller's memory (a pipe written with vmsplice).
+	through writeThrougher
 	// rblock is the read buffer's arena block.
 	rblock arena.Block
 	// align is non-zero on an O_DIRECT descriptor: writes are whole
@@ -157,6 +160,7 @@ func newFileSized(b Backend, writable bool, size int) (*File, error) {
 	f.async, _ = b.(asyncWriter)
 	_, byPage := b.(interface{ pagesByReference() })
 	f.pin = f.async != nil && !byPage
+	f.through, _ = b.(writeThrougher)
 	f.br, _ = b.(blockReader)
 	if writable && f.vw == nil && f.bw == nil && f.async == nil {
 		return nil, fmt.Errorf("qfile: backend %T cannot write", b)

@@ -90,6 +90,10 @@ func (f *File) PutBE64(v uint64) {
 // PutBuffer appends a copy of p (QEMU's qemu_put_buffer); p may be
 // reused as soon as it returns.
 func (f *File) PutBuffer(p []byte) {
+	if len(p) >= writeThroughMin && f.through != nil && f.putCheck() {
+		f.putThrough(p)
+		return
+	}
 	for len(p) > 0 && f.putCheck() {
 		n := copy(f.buf[f.bufIndex:], p)
 		f.rateLimitUsed += int64(n)
@@ -147,4 +151,31 @@ func (f *File) PutCountedString(s string) error {
 		s = s[n:]
 	}
 	return f.err
+}
+
+// writeThroughMin is the smallest PutBuffer a writeThrougher takes
+// straight from the caller's memory: two buffers' worth, where copying
+// into the buffer first would only add a copy ("Large write, empty
+// buffer" in bufio.Writer.Write).
+const writeThroughMin = 2 * BufSize
+
+// writeThrougher is a backend that writes a span from memory the caller
+// may reuse as soon as the call returns (the kernel copies it).
+type writeThrougher interface {
+	writeThrough(p []byte) (int, error)
+}
+
+// putThrough flushes what is queued, then has the backend write p.
+func (f *File) putThrough(p []byte) {
+	f.flush()
+	if f.err != nil {
+		return
+	}
+	n, err := f.through.writeThrough(p)
+	f.pos += int64(n)
+	f.rateLimitUsed += int64(len(p))
+	if err != nil {
+		f.noteShutdown()
+		f.SetError(err)
+	}
 }

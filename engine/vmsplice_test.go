@@ -261,6 +261,15 @@ func TestVmspliceFlushWaitsForReader(t *testing.T) {
 	}
 }
 
+// putSmall puts n bytes as 1000-byte PutBuffer copies: they go out of
+// the File's slot buffers, by reference.
+func putSmall(f *engine.File, n int) {
+	b := make([]byte, 1000)
+	for ; n > 0; n -= len(b) {
+		f.PutBuffer(b[:min(n, len(b))])
+	}
+}
+
 func be64(v uint64) []byte {
 	var b [8]byte
 	for i := range b {
@@ -479,7 +488,7 @@ func TestVmspliceReaderStalls(t *testing.T) {
 	var want []byte
 	primed(t, f, &read, &want)
 	before := engine.BufferArenaStats().Blocks
-	f.PutBuffer(make([]byte, 100<<10))
+	putSmall(f, 100<<10)
 	err := f.Close()
 	if !errors.Is(err, engine.ErrReaderStalled) {
 		t.Fatalf("Close: %v, want ErrReaderStalled", err)
@@ -534,7 +543,7 @@ func TestVmspliceShutdownEndsDrain(t *testing.T) {
 	skipUnlessVmsplice(t, f)
 	var want []byte
 	primed(t, f, &read, &want)
-	f.PutBuffer(make([]byte, 64<<10))
+	putSmall(f, 64<<10)
 	go func() {
 		time.Sleep(20 * time.Millisecond)
 		f.Shutdown()
