@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -217,8 +218,9 @@ func (b *vmspliceBackend) start(slot int, v *iov.Vec, pos int64) {
 	s.end = b.written
 	if s.err != nil {
 		b.failed = s.err
-		if s.ref && b.named {
-			// A later reader of the FIFO may still read what went in.
+		if s.ref && (b.named || !errors.Is(s.err, unix.EPIPE)) {
+			// What went in may still be read: by the reader, which
+			// did not go away, or by a later reader of the FIFO.
 			b.abandon = true
 		}
 	}

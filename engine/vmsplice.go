@@ -19,7 +19,8 @@ import (
 //   - A slot buffer (headers, PutBuffer copies) is reused only when the
 //     reader has consumed past its end.
 //   - Flush and Close return only when the reader has consumed
-//     everything flushed, so PutBufferAsync memory is free again when
+//     everything that went in by reference, so PutBufferAsync memory is
+//     free again when
 //     they return, as with every backend. They wait in sleeps that back
 //     off to drainSleepMax, never spinning; a reader that closes ends
 //     the wait with EPIPE; a reader that consumes nothing for the drain

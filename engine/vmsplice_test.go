@@ -588,3 +588,46 @@ func TestVmspliceZeroAllocs(t *testing.T) {
 		t.Fatalf("Stats %+v: nothing by reference", st)
 	}
 }
+
+// TestVmspliceFailureKeepsBuffers: a vmsplice that fails part-way with
+// the reader still there (EIO here) fails the stream, and the File's
+// buffers, which the pipe may still reference, never go back to the
+// arena; the bytes before the failure reach the reader intact.
+func TestVmspliceFailureKeepsBuffers(t *testing.T) {
+	r, w := testPipe(t, true)
+	var read atomic.Int64
+	got := slowReader(t, r, 64<<10, 0, &read)
+	f := mustFile(t)(engine.NewOSFile(w, "wb"))
+	skipUnlessVmsplice(t, f)
+	var want []byte
+	primed(t, f, &read, &want)
+	calls := 0
+	defer engine.SetFaultHook(func(op string, n int) (int, unix.Errno) {
+		if op != "write" {
+			return n, 0
+		}
+		if calls++; calls == 2 {
+			return n / 2, 0
+		}
+		if calls == 3 {
+			return 0, unix.EIO
+		}
+		return n, 0
+	})()
+	before := engine.BufferArenaStats().Blocks
+	page := make([]byte, 4096)
+	for i := 0; i < 64 && f.Err() == nil; i++ {
+		pattern(page, byte(i))
+		f.PutBuffer(page[:1000])
+	}
+	err := f.Close()
+	if !errors.Is(err, unix.EIO) {
+		t.Fatalf("Close: %v, want EIO (%d faulted calls, %+v)", err, calls, f.Stats())
+	}
+	if after := engine.BufferArenaStats().Blocks; after != before {
+		t.Fatalf("arena blocks %d before Close, %d after: buffers the pipe may reference went back", before, after)
+	}
+	if b := got(); !bytes.HasPrefix(b, want) {
+		t.Fatalf("the reader got %d bytes, not starting with the %d put before the failure", len(b), len(want))
+	}
+}
