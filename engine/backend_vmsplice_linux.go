@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -217,47 +216,49 @@ func (b *vmspliceBackend) start(slot int, v *iov.Vec, pos int64) {
 	b.written += int64(s.n)
 	s.end = b.written
 	if s.err != nil {
+		// finish still waits for what went in.
 		b.failed = s.err
-		if s.ref && (b.named || !errors.Is(s.err, unix.EPIPE)) {
-			// What went in may still be read: by the reader, which
-			// did not go away, or by a later reader of the FIFO.
-			b.abandon = true
-		}
 	}
 }
 
 // finish waits until the reader has consumed the slot, when its bytes
-// went in by reference.
+// went in by reference: also after a failed vmsplice, since what did go
+// in is still read, until the reader is past it or the wait fails.
 func (b *vmspliceBackend) finish(slot int) (int, error) {
 	s := &b.slots[slot]
 	v := s.v
 	s.v = nil
-	if s.err != nil || !s.ref {
-		if s.ref && b.abandon {
-			keep(v)
-		}
+	if !s.ref {
 		return s.n, s.err
 	}
-	if b.drainErr != nil {
-		// A wait before this one failed: this slot was never seen
-		// consumed, and the stream has failed.
-		if b.abandon {
-			keep(v)
+	first := b.drainErr == nil
+	if first {
+		err := b.waitConsumed(s.end)
+		if err == nil {
+			return s.n, s.err
 		}
-		return 0, errSkipped
-	}
-	if err := b.waitConsumed(s.end); err != nil {
 		b.drainErr = err
 		if b.failed == nil {
 			b.failed = err
 		}
-		if b.abandon {
-			keep(v)
-		}
-		start := s.end - int64(s.n)
-		return int(min(max(b.consumed()-start, 0), int64(s.n))), err
 	}
-	return s.n, nil
+	// The reader was not seen past this slot: its memory may still be
+	// read.
+	if b.abandon {
+		keep(v)
+	}
+	if !first {
+		if s.err != nil {
+			return 0, s.err
+		}
+		return 0, errSkipped
+	}
+	start := s.end - int64(s.n)
+	n := int(min(max(b.consumed()-start, 0), int64(s.n)))
+	if s.err != nil {
+		return n, s.err
+	}
+	return n, b.drainErr
 }
 
 // consumed returns how far the reader got: the bytes put into the pipe
