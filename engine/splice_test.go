@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/qfile/qfile/engine"
+	"github.com/qfile/qfile/internal/testutil"
 )
 
 // The splice paths: GetToFD out of a File and PutFromFD into one move
@@ -54,7 +55,7 @@ func openSource(t *testing.T, kind string, k engine.Kind, data []byte) *engine.F
 }
 
 func TestGetToFDSplice(t *testing.T) {
-	data := spliceData(3<<20 + 12345)
+	data := spliceData(testutil.Scale(512<<10, 3<<20) + 12345)
 	const head, tail = 1000, 777
 	mid := int64(len(data) - head - tail)
 	for _, k := range backends {
@@ -193,7 +194,8 @@ func destination(t *testing.T, kind string, opts ...engine.Option) (*engine.File
 }
 
 func TestPutFromFD(t *testing.T) {
-	data := spliceData(2<<20 + 999)
+	data := spliceData(testutil.Scale(1<<20, 2<<20) + 999)
+	half := int64(len(data) / 2)
 	for _, k := range backends {
 		for _, dst := range []string{"pipe", "pipe-writev", "file"} {
 			for _, src := range []string{"pipe", "file"} {
@@ -219,13 +221,13 @@ func TestPutFromFD(t *testing.T) {
 					}
 					defer in.Close()
 					f.PutBE32(0xfeedface)
-					n, err := f.PutFromFD(int(in.Fd()), 1<<20)
-					if err != nil || n != 1<<20 {
+					n, err := f.PutFromFD(int(in.Fd()), half)
+					if err != nil || n != half {
 						t.Fatalf("PutFromFD: %d, %v", n, err)
 					}
 					f.PutByte(1)
 					n, err = f.PutFromFD(int(in.Fd()), -1)
-					if err != nil || n != int64(len(data)-1<<20) {
+					if err != nil || n != int64(len(data))-half {
 						t.Fatalf("PutFromFD to the end: %d, %v", n, err)
 					}
 					if _, err := f.PutFromFD(int(in.Fd()), 1); !errors.Is(err, io.ErrUnexpectedEOF) || f.Err() != nil {
@@ -239,8 +241,8 @@ func TestPutFromFD(t *testing.T) {
 					if err := f.Close(); err != nil {
 						t.Fatal(err)
 					}
-					want := append([]byte{0xfe, 0xed, 0xfa, 0xce}, data[:1<<20]...)
-					want = append(append(want, 1), data[1<<20:]...)
+					want := append([]byte{0xfe, 0xed, 0xfa, 0xce}, data[:half]...)
+					want = append(append(want, 1), data[half:]...)
 					want = append(want, 2)
 					equalBytes(t, "stream", out(), want)
 					canSplice := src == "pipe" || dst != "file"
