@@ -100,7 +100,9 @@ func WithRegisteredBuffers(on bool) Option { return func(c *config) { c.noFixed 
 func WithBackend(k Kind) Option { return func(c *config) { c.kind = k } }
 
 // WithQueueDepth sets how many buffers an asynchronous backend may have
-// in flight (default DefaultQueueDepth); 1 disables pipelining.
+// in flight (default DefaultQueueDepth); 1 disables pipelining. A pipe
+// written with vmsplice sizes its buffers to the pipe instead (one
+// pipe's worth and two more; docs/architecture.md).
 func WithQueueDepth(n int) Option { return func(c *config) { c.depth = n } }
 
 // DefaultQueueDepth is the default number of 32 KiB buffers an
