@@ -165,6 +165,15 @@ type Config struct {
 	// (vmsplice=on, vmsplice=off) for the engine's implementations on
 	// the pipe sink.
 	Vmsplice Toggle
+	// Shape is passed to engine.WithTCPSegmentShaping when set: Off
+	// writes every flush as it is, its last partial TCP segment
+	// included. It names the case (shape=on, shape=off).
+	Shape Toggle
+	// SendBuffer is passed to engine.WithSendBuffer when non-zero (a
+	// negative value passes 0: the Unix socket's buffer left alone). It
+	// names the case (sndbuf=N, or sndbuf=0) for the engine on Unix
+	// socket sinks.
+	SendBuffer int
 	// RAMArena takes guest RAM (and the read workloads' destination)
 	// from an off-heap arena (package arena) instead of the Go heap.
 	RAMArena bool
@@ -303,6 +312,9 @@ func (c Config) Validate() error {
 	if c.Vmsplice > Off {
 		return fmt.Errorf("vmsplice: invalid Toggle %d", c.Vmsplice)
 	}
+	if c.Shape > Off {
+		return fmt.Errorf("TCP segment shaping: invalid Toggle %d", c.Shape)
+	}
 	return nil
 }
 
@@ -327,6 +339,12 @@ func (c Config) BenchName() string {
 	}
 	if c.Vmsplice != Unset && IsEngine(c.Impl) && c.Sink == SinkPipe {
 		name += "/vmsplice=" + c.Vmsplice.String()
+	}
+	if c.Shape != Unset && IsEngine(c.Impl) {
+		name += "/shape=" + c.Shape.String()
+	}
+	if c.SendBuffer != 0 && IsEngine(c.Impl) {
+		name += fmt.Sprintf("/sndbuf=%d", max(c.SendBuffer, 0))
 	}
 	switch {
 	case c.RAMArena && c.HugePages:

@@ -76,6 +76,12 @@ func engineOptions(c Config) []engine.Option {
 	if c.Vmsplice != Unset {
 		opts = append(opts, engine.WithVmsplice(c.Vmsplice == On))
 	}
+	if c.Shape != Unset {
+		opts = append(opts, engine.WithTCPSegmentShaping(c.Shape == On))
+	}
+	if c.SendBuffer != 0 {
+		opts = append(opts, engine.WithSendBuffer(max(c.SendBuffer, 0)))
+	}
 	if c.Sink == SinkODirect {
 		// The sink's descriptor is already O_DIRECT, which NewFD
 		// detects; the option says so where the File is made.

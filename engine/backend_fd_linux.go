@@ -46,17 +46,47 @@ type fdCommon struct {
 	// mu orders Shutdown, from any goroutine, against Close.
 	mu     *sync.Mutex
 	closed bool
+	// sizeGoal is, on a TCP socket the File writes with whole
+	// segments, the kernel's send size goal (shape_linux.go).
+	sizeGoal int
+	// pipeGrown is the size growPipe gave a pipe (0: unchanged).
+	pipeGrown int
 }
 
 // fdBackend is the syscall backend: writev/readv on pipes and sockets,
 // pwritev/preadv at the stream position on regular files and block
-// devices. It retries EINTR, loops over short writes and, on a
-// non-blocking descriptor, waits for readiness with poll(2) on EAGAIN.
+// devices. It retries EINTR and loops over short writes. On EAGAIN a
+// non-blocking pipe or socket waits in Go's runtime poller (poller); a
+// descriptor the poller cannot take waits in poll(2).
 type fdBackend struct {
 	fdCommon
-	// scratch holds the rest of a vector after a short write, so the
-	// caller's vector is never modified.
-	scratch iov.Vec
+	// poll is the runtime poller's hold on a non-blocking pipe or
+	// socket (nil: none). A call goes through its RawConn with the
+	// arguments and results in the fields below, so that no closure is
+	// made per call; writeFn and readFn are the callbacks, made once.
+	poll            *poller
+	writeFn, readFn func(fd uintptr) bool
+	cbIovs          []unix.Iovec
+	cbBuf           []byte
+	cbPos           int64
+	cbOp            writeOp
+	// spliceFlags are vmsplice's flags: SPLICE_F_NONBLOCK on a
+	// non-blocking pipe, since vmsplice ignores O_NONBLOCK.
+	spliceFlags int
+	cbN         int
+	cbErr       error
+	cbName      string
+	// injected is set when the fault seam, not the kernel, returned
+	// EAGAIN: no readiness edge follows, so the call is retried rather
+	// than parked.
+	injected bool
+	// work is the vector being written: a copy of the caller's, which
+	// short writes advance in place, with room for a held-back tail in
+	// front (shaper).
+	work [iov.Max + 1]unix.Iovec
+	// shaper holds back small TCP tails (shape_linux.go); nil on other
+	// descriptors.
+	shaper *shaper
 	// faultVec holds a vector shortened by an injected fault.
 	faultVec iov.Vec
 	// bounce is the aligned buffer O_DIRECT reads go through: the File
@@ -106,7 +136,7 @@ func newFDCommon(fd int, file *os.File, keepOpen bool) (fdCommon, error) {
 		}
 	case unix.S_IFIFO:
 		c.kind = kindPipe
-		growPipe(fd)
+		c.pipeGrown = growPipe(fd)
 	case unix.S_IFSOCK:
 		if t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err == nil && t == unix.SOCK_STREAM {
 			c.kind = kindStreamSocket
@@ -162,18 +192,22 @@ func (c *fdCommon) truncate(size int64) error {
 // 64 KiB a pipe caps any writer far below memory speed (measured in
 // docs/performance.md). It is best effort: a pipe that cannot grow
 // still works.
-func growPipe(fd int) {
+// It returns the new size, or 0 if it did not grow the pipe.
+func growPipe(fd int) int {
 	b, err := os.ReadFile(pipeMaxSizeFile)
 	if err != nil {
-		return
+		return 0
 	}
 	max, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || max <= 0 {
-		return
+		return 0
 	}
 	if cur, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0); err == nil && cur < max {
-		unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, max)
+		if n, err := unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, max); err == nil && n > cur {
+			return n
+		}
 	}
+	return 0
 }
 
 func (c *fdCommon) FD() int { return c.fd }
@@ -233,6 +267,13 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	tuning := ""
+	if writable {
+		tuning = fc.tuneSocket(c)
+	}
+	if fc.kind == kindPipe && fc.pipeGrown > 0 {
+		tuning = fmt.Sprintf("pipe grown to %d KiB", fc.pipeGrown>>10)
+	}
 	kind, reason := choose(c.kind, fc, writable)
 	if c.fdPassing && !writable && fc.isUnixSocket() && kind == Uring {
 		kind, reason = Syscall, "fd passing reads with recvmsg"
@@ -246,7 +287,7 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 				b.closeRing()
 				return nil, err
 			}
-			f.info = BackendInfo{Kind: Uring, Requested: c.kind, Reason: reason}
+			f.info = BackendInfo{Kind: Uring, Requested: c.kind, Reason: reason, Tuning: tuning}
 			f.info.ZeroCopy = b.zc
 			_, f.info.VmspliceReason = vmspliceChoice(&fc, c, Uring, writable)
 			if c.zeroCopy && b.zcErr != nil {
@@ -261,6 +302,15 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 		zcReason = "zero-copy sends need the io_uring backend"
 	}
 	fb := &fdBackend{fdCommon: fc, fdPassing: c.fdPassing && !writable && fc.isUnixSocket()}
+	if fc.sizeGoal > 0 {
+		fb.shaper = newShaper(fc.sizeGoal)
+		tuning = fmt.Sprintf("whole TCP segments (size goal %d bytes)", fc.sizeGoal)
+	}
+	if fc.kind == kindPipe || fc.kind == kindStreamSocket {
+		if fb.poll = newPoller(fc.fd); fb.poll != nil {
+			fb.writeFn, fb.readFn = fb.writeReady, fb.readReady
+		}
+	}
 	if fc.direct && !writable {
 		blk, buf, err := allocBufferSize(2 * BufSize)
 		if err != nil {
@@ -276,9 +326,10 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 	f, err := newFileSized(be, writable, writeBufSize(fc))
 	if err != nil {
 		fb.freeBounce()
+		fb.poll.close()
 		return nil, err
 	}
-	f.info = BackendInfo{Kind: Syscall, Requested: c.kind, Reason: reason, ZeroCopyReason: zcReason, Vmsplice: vs, VmspliceReason: vsReason}
+	f.info = BackendInfo{Kind: Syscall, Requested: c.kind, Reason: reason, ZeroCopyReason: zcReason, Vmsplice: vs, VmspliceReason: vsReason, Tuning: tuning}
 	f.align = fc.align
 	return f, nil
 }
@@ -309,7 +360,16 @@ func Open(path, mode string, opts ...Option) (*File, error) {
 	return f, nil
 }
 
-func (b *fdBackend) writev(iovs []unix.Iovec, pos int64) (int, error) {
+// writeOp is the system call a backend write issues.
+type writeOp uint8
+
+const (
+	opWritev   writeOp = iota // writev, or pwritev at pos on a seekable descriptor
+	opVmsplice                // vmsplice(2) into a pipe (backend_vmsplice_linux.go)
+)
+
+// writeOnce issues one write, through the fault seam.
+func (b *fdBackend) writeOnce(iovs []unix.Iovec, pos int64, op writeOp) (int, error) {
 	if faultHook != nil {
 		total := 0
 		for _, e := range iovs {
@@ -317,6 +377,7 @@ func (b *fdBackend) writev(iovs []unix.Iovec, pos int64) (int, error) {
 		}
 		limit, errno := fault("write", total)
 		if errno != 0 {
+			b.injected = errno == unix.EAGAIN
 			return 0, errno
 		}
 		if limit < total {
@@ -328,37 +389,62 @@ func (b *fdBackend) writev(iovs []unix.Iovec, pos int64) (int, error) {
 			iovs = b.faultVec.Iovecs()
 		}
 	}
-	if b.seekable {
+	switch {
+	case op == opVmsplice:
+		return iov.Vmsplice(b.fd, iovs, b.spliceFlags)
+	case b.seekable:
 		return iov.Pwritev(b.fd, iovs, b.base+pos)
 	}
 	return iov.Writev(b.fd, iovs)
 }
 
-func (b *fdBackend) syscallName() string {
-	if b.seekable {
+func (b *fdBackend) syscallName(op writeOp) string {
+	switch {
+	case op == opVmsplice:
+		return "vmsplice"
+	case b.seekable:
 		return "pwritev"
 	}
 	return "writev"
 }
 
-// WritevAt writes all of iovs, looping over short writes.
+// WritevAt writes all of iovs, looping over short writes. On a TCP
+// socket a small tail may be held back for the next call (shaper); it
+// counts as written.
 func (b *fdBackend) WritevAt(iovs []unix.Iovec, pos int64) (int, error) {
+	if len(iovs) > iov.Max {
+		return 0, fmt.Errorf("qfile: WritevAt: %d iovecs, at most %d", len(iovs), iov.Max)
+	}
 	total := 0
 	for _, e := range iovs {
 		total += int(e.Len)
 	}
-	if len(iovs) > iov.Max {
-		return 0, fmt.Errorf("qfile: WritevAt: %d iovecs, at most %d", len(iovs), iov.Max)
+	carried := 0
+	if b.shaper != nil {
+		carried = len(b.shaper.carry)
 	}
+	w, send := b.shape(iovs, total)
+	done, err := b.writeAll(w, send, pos, opWritev)
+	if err != nil {
+		// The tail held back last time went first; it was counted then.
+		return max(done-carried, 0), err
+	}
+	if b.shaper != nil {
+		b.shaper.commit()
+	}
+	return total, nil
+}
+
+// writeAll writes the total bytes of w, a vector of the backend's own
+// that it advances in place over short writes, with op.
+func (b *fdBackend) writeAll(w []unix.Iovec, total int, pos int64, op writeOp) (int, error) {
 	done := 0
-	cur := iovs
 	stuck := 0 // consecutive attempts that moved nothing
-	inScratch := false
 	for done < total {
-		n, err := b.writev(cur, pos+int64(done))
+		n, err := b.attemptWrite(w, pos+int64(done), op)
 		if err != nil || n == 0 {
 			if stuck++; stuck == maxRetries {
-				return done, &noProgressError{op: b.syscallName(), tries: stuck}
+				return done, &noProgressError{op: b.syscallName(op), tries: stuck}
 			}
 		}
 		switch err {
@@ -371,29 +457,33 @@ func (b *fdBackend) WritevAt(iovs []unix.Iovec, pos int64) (int, error) {
 			}
 			continue
 		default:
-			return done, &os.SyscallError{Syscall: b.syscallName(), Err: err}
+			if _, ok := err.(unix.Errno); !ok {
+				return done, err // the poller's: the descriptor was shut down
+			}
+			return done, &os.SyscallError{Syscall: b.syscallName(op), Err: err}
 		}
 		if n == 0 {
 			continue
 		}
 		stuck = 0
 		done += n
-		if done == total {
-			break
-		}
-		// Short write: continue from a private copy of the rest.
-		if !inScratch {
-			b.scratch.Reset()
-			for _, e := range cur {
-				b.scratch.Append(iov.Bytes(e), 0)
-			}
-			inScratch = true
-		}
-		b.scratch.Advance(n)
-		cur = b.scratch.Iovecs()
+		w = advance(w, n)
 	}
-	b.scratch.Reset()
 	return done, nil
+}
+
+// advance drops the first n bytes of w, in place.
+func advance(w []unix.Iovec, n int) []unix.Iovec {
+	for n > 0 && len(w) > 0 {
+		if l := int(w[0].Len); n >= l {
+			n -= l
+			w = w[1:]
+			continue
+		}
+		w[0] = iovecOf(iov.Bytes(w[0])[n:])
+		n = 0
+	}
+	return w
 }
 
 // ReadAt reads up to len(p) bytes; 0 and io.EOF at the end.
@@ -442,11 +532,11 @@ func (b *fdBackend) read(p []byte, pos int64) (int, error) {
 		if b.seekable {
 			name = "pread"
 			n, err = iov.Pread(b.fd, p, b.base+pos)
-		} else if b.fdPassing {
-			name = "recvmsg"
-			n, err = b.recvmsg(p)
 		} else {
-			n, err = iov.Read(b.fd, p)
+			if b.fdPassing {
+				name = "recvmsg"
+			}
+			n, err = b.attemptRead(p)
 		}
 		if err == nil {
 			if n == 0 && len(p) > 0 {
@@ -454,10 +544,37 @@ func (b *fdBackend) read(p []byte, pos int64) (int, error) {
 			}
 			return n, nil
 		}
-		if err := b.readErr(name, err.(unix.Errno)); err != nil {
+		errno, ok := err.(unix.Errno)
+		if !ok {
+			return 0, err // the poller's: the descriptor was shut down
+		}
+		if err := b.readErr(name, errno); err != nil {
 			return 0, err
 		}
 	}
+}
+
+// readOnce is one read of a pipe or socket.
+func (b *fdBackend) readOnce(p []byte) (int, error) {
+	if b.fdPassing {
+		return b.recvmsg(p)
+	}
+	return iov.Read(b.fd, p)
+}
+
+// attemptRead is one read, through the runtime poller when the
+// descriptor has one (see attemptWrite).
+func (b *fdBackend) attemptRead(p []byte) (int, error) {
+	if b.poll == nil {
+		return b.readOnce(p)
+	}
+	b.cbBuf = p
+	err := b.poll.rc.Read(b.readFn)
+	b.cbBuf = nil
+	if err != nil {
+		return 0, err
+	}
+	return b.cbN, b.cbErr
 }
 
 // readErr turns a read's errno into nil for the retried ones (after
@@ -473,8 +590,45 @@ func (b *fdBackend) readErr(name string, errno unix.Errno) error {
 }
 
 // wait blocks until the descriptor is ready for events (or has failed:
-// the next write or read reports why).
-func (b *fdBackend) wait(events int16) error { return pollWait(b.fd, events) }
+// the next write or read reports why). With a poller only an injected
+// EAGAIN gets here (the kernel's parks in the poller): the call is simply
+// retried.
+func (b *fdBackend) wait(events int16) error {
+	if b.poll != nil {
+		b.injected = false
+		return nil
+	}
+	return pollWait(b.fd, events)
+}
+
+// attemptWrite is one vectored write, through the runtime poller when
+// the descriptor has one: it returns when some bytes moved or the write
+// failed, never with the kernel's EAGAIN.
+func (b *fdBackend) attemptWrite(iovs []unix.Iovec, pos int64, op writeOp) (int, error) {
+	if b.poll == nil {
+		return b.writeOnce(iovs, pos, op)
+	}
+	b.cbIovs, b.cbPos, b.cbOp = iovs, pos, op
+	err := b.poll.rc.Write(b.writeFn)
+	b.cbIovs = nil
+	if err != nil {
+		return 0, err
+	}
+	return b.cbN, b.cbErr
+}
+
+// writeReady is the RawConn write callback: false parks the goroutine
+// until the descriptor is writable.
+func (b *fdBackend) writeReady(uintptr) bool {
+	b.cbN, b.cbErr = b.writeOnce(b.cbIovs, b.cbPos, b.cbOp)
+	return b.cbErr != unix.EAGAIN || b.injected
+}
+
+// readReady is the RawConn read callback.
+func (b *fdBackend) readReady(uintptr) bool {
+	b.cbN, b.cbErr = b.readOnce(b.cbBuf)
+	return b.cbErr != unix.EAGAIN || b.injected
+}
 
 // pollWait blocks until fd is ready for events (or has failed), retrying
 // EINTR a bounded number of times: what every call on a non-blocking
@@ -495,6 +649,7 @@ func pollWait(fd int, events int16) error {
 
 func (b *fdBackend) Close() error {
 	b.freeBounce()
+	b.poll.close()
 	b.closeUnclaimed()
 	return b.closeFD()
 }

@@ -37,9 +37,6 @@ import (
 // slot, sleep while the reader catches up.
 type vmspliceBackend struct {
 	*fdBackend
-	// flags holds SPLICE_F_NONBLOCK when the descriptor is non-blocking:
-	// vmsplice ignores O_NONBLOCK and would block the thread.
-	flags   int
 	timeout time.Duration
 	// named is set on a named FIFO: a new reader may open it after the
 	// one there closes and read what is left in the pipe.
@@ -179,7 +176,7 @@ func isNamedFIFO(fd int) bool {
 func newVmspliceBackend(fb *fdBackend, cfg config) *vmspliceBackend {
 	b := &vmspliceBackend{fdBackend: fb, timeout: cfg.drainTimeout, named: isNamedFIFO(fb.fd)}
 	if fl, err := unix.FcntlInt(uintptr(fb.fd), unix.F_GETFL, 0); err == nil && fl&unix.O_NONBLOCK != 0 {
-		b.flags = unix.SPLICE_F_NONBLOCK
+		fb.spliceFlags = unix.SPLICE_F_NONBLOCK
 	}
 	n := 4
 	if size, err := unix.FcntlInt(uintptr(fb.fd), unix.F_GETPIPE_SZ, 0); err == nil {
@@ -319,79 +316,15 @@ func (b *vmspliceBackend) readerGone() bool {
 	return err == nil && n > 0 && fds[0].Revents&unix.POLLERR != 0
 }
 
-// vmspliceAll splices every byte iovs describe, looping over short
-// counts from a private copy of the rest, as WritevAt does.
+// vmspliceAll splices every byte iovs describe, as WritevAt writes
+// them: a private copy of the vector advanced over short counts, EAGAIN
+// waited for in the runtime poller.
 func (b *vmspliceBackend) vmspliceAll(iovs []unix.Iovec) (int, error) {
 	total := 0
 	for _, e := range iovs {
 		total += int(e.Len)
 	}
-	done := 0
-	cur := iovs
-	stuck := 0
-	inScratch := false
-	for done < total {
-		n, err := b.vmsplice(cur)
-		if err != nil || n == 0 {
-			if stuck++; stuck == maxRetries {
-				return done, &noProgressError{op: "vmsplice", tries: stuck}
-			}
-		}
-		switch err {
-		case nil:
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			if err := b.wait(unix.POLLOUT); err != nil {
-				return done, err
-			}
-			continue
-		default:
-			return done, &os.SyscallError{Syscall: "vmsplice", Err: err}
-		}
-		if n == 0 {
-			continue
-		}
-		stuck = 0
-		done += n
-		if done == total {
-			break
-		}
-		if !inScratch {
-			b.scratch.Reset()
-			for _, e := range cur {
-				b.scratch.Append(iov.Bytes(e), 0)
-			}
-			inScratch = true
-		}
-		b.scratch.Advance(n)
-		cur = b.scratch.Iovecs()
-	}
-	b.scratch.Reset()
-	return done, nil
-}
-
-// vmsplice issues one vmsplice(2), through the fault hook as writes are.
-func (b *vmspliceBackend) vmsplice(iovs []unix.Iovec) (int, error) {
-	if faultHook != nil {
-		total := 0
-		for _, e := range iovs {
-			total += int(e.Len)
-		}
-		limit, errno := fault("write", total)
-		if errno != 0 {
-			return 0, errno
-		}
-		if limit < total {
-			b.faultVec.Reset()
-			for _, e := range iovs {
-				p := iov.Bytes(e)
-				b.faultVec.Append(p[:min(len(p), limit-b.faultVec.Total())], 0)
-			}
-			iovs = b.faultVec.Iovecs()
-		}
-	}
-	return iov.Vmsplice(b.fd, iovs, b.flags)
+	return b.writeAll(append(b.work[:0], iovs...), total, 0, opVmsplice)
 }
 
 // shutdown cuts a wait for the reader short; a vmsplice blocked on a

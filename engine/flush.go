@@ -18,7 +18,16 @@ func (f *File) Flush() error {
 	}
 	f.flush()
 	f.drain()
+	if p, ok := f.be.(pusher); ok && f.err == nil {
+		f.SetError(p.push())
+	}
 	return f.err
+}
+
+// pusher is a backend that may hold back bytes it was given (a corked TCP
+// socket) until Flush pushes them.
+type pusher interface {
+	push() error
 }
 
 // flush writes the vector. A failed or short write becomes the sticky

@@ -45,6 +45,32 @@ func drain(t *testing.T, r io.ReadCloser) func() []byte {
 	return func() []byte { return <-done }
 }
 
+// discard reads r to its end in a goroutine into one fixed buffer,
+// allocating nothing while it runs (AllocsPerRun counts every
+// goroutine's allocations); the returned func waits for it and returns
+// the byte count.
+func discard(t *testing.T, r io.ReadCloser) func() int64 {
+	done := make(chan int64, 1)
+	buf := make([]byte, 256<<10)
+	go func() {
+		var n int64
+		for {
+			k, err := r.Read(buf)
+			n += int64(k)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Errorf("draining: %v", err)
+				break
+			}
+		}
+		r.Close()
+		done <- n
+	}()
+	return func() int64 { return <-done }
+}
+
 func socketPair(t *testing.T) (*os.File, *os.File) { return socketPairB(t) }
 
 func socketPairB(t testing.TB) (*os.File, *os.File) {

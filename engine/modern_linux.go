@@ -53,7 +53,7 @@ func (c *fdCommon) shutdown() error {
 		return ErrClosed
 	}
 	if c.kind != kindStreamSocket {
-		return fmt.Errorf("qfile: Shutdown: %w on a %v with the syscall backend", ErrNotSupported, c.kind)
+		return fmt.Errorf("qfile: Shutdown: %w on a %v with the syscall backend (a blocking pipe or a file cannot be interrupted)", ErrNotSupported, c.kind)
 	}
 	if err := unix.Shutdown(c.fd, unix.SHUT_RDWR); err != nil {
 		return &os.SyscallError{Syscall: "shutdown", Err: err}

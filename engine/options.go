@@ -67,6 +67,8 @@ type config struct {
 	// vmsplice is WithVmsplice's setting: vmspliceAuto unless given.
 	vmsplice     vmspliceMode
 	drainTimeout time.Duration
+	noShape      bool
+	sndBuf       int
 }
 
 // KeepOpen makes Close leave the descriptor open: the File borrows it.
@@ -96,6 +98,28 @@ func WithZeroCopy() Option { return func(c *config) { c.zeroCopy = true } }
 // with its ring on (the default) or off, to compare.
 func WithRegisteredBuffers(on bool) Option { return func(c *config) { c.noFixed = !on } }
 
+// WithTCPSegmentShaping turns on (the default) or off whole TCP
+// segments: on a TCP socket written with the syscall backend, a flush the
+// File makes on its own holds back a tail of up to 8 KiB that would end
+// the send inside a segment and sends it first in the next flush, so the
+// kernel does not send it as a small segment of its own; Flush and Close
+// send everything (docs/architecture.md, "Stream sockets").
+func WithTCPSegmentShaping(on bool) Option { return func(c *config) { c.noShape = !on } }
+
+// DefaultUnixSendBuffer is the send buffer a File asks for on a Unix
+// stream socket it writes: a writer that fills the default 208 KiB buffer
+// waits for the reader every flush or two, and each wait costs more than
+// the copy it waits for (docs/performance.md).
+const DefaultUnixSendBuffer = 4 << 20
+
+// WithSendBuffer sets the send buffer (SO_SNDBUF) a File asks for on a
+// Unix stream socket it writes (default DefaultUnixSendBuffer); 0 leaves
+// the socket's alone. A buffer is only ever raised, and the kernel caps
+// it at net.core.wmem_max. TCP sockets size theirs by themselves
+// (autotuning, which a fixed SO_SNDBUF would turn off) and are left
+// alone. BackendInfo.Tuning says what the socket got.
+func WithSendBuffer(bytes int) Option { return func(c *config) { c.sndBuf = bytes } }
+
 // WithBackend chooses the backend (default Auto).
 func WithBackend(k Kind) Option { return func(c *config) { c.kind = k } }
 
@@ -110,7 +134,7 @@ func WithQueueDepth(n int) Option { return func(c *config) { c.depth = n } }
 const DefaultQueueDepth = 4
 
 func buildConfig(opts []Option) config {
-	c := config{depth: DefaultQueueDepth, drainTimeout: DefaultDrainTimeout}
+	c := config{depth: DefaultQueueDepth, drainTimeout: DefaultDrainTimeout, sndBuf: DefaultUnixSendBuffer}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -141,6 +165,10 @@ type BackendInfo struct {
 	// VmspliceReason says why not on a pipe, or when it was asked for.
 	Vmsplice       bool
 	VmspliceReason string
+	// Tuning says what the File does to its descriptor for speed: a
+	// pipe grown to pipe-max-size, a Unix socket's send buffer, whole
+	// TCP segments. Empty when nothing.
+	Tuning string
 }
 
 func (i BackendInfo) String() string {

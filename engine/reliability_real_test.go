@@ -189,7 +189,8 @@ func TestReliabilityStoppedReaderDoesNotSpin(t *testing.T) {
 		for _, sink := range []string{"unix", "pipe"} {
 			t.Run(k.String()+"/"+sink, func(t *testing.T) {
 				w, r := writerPair(t, sink)
-				f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithBackend(k)))
+				// WithSendBuffer(0) keeps writerPair's 4 KiB buffer.
+				f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithBackend(k), engine.WithSendBuffer(0)))
 				checkBackend(t, f, k)
 				tids := make(chan int, 1)
 				done := make(chan error, 1)
@@ -284,7 +285,9 @@ func TestReliabilitySlowReader(t *testing.T) {
 					r.Close()
 					got <- b.Bytes()
 				}()
-				f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithBackend(k)))
+				// WithSendBuffer(0): keep the 4 KiB send buffer, so
+				// the writer really waits for the reader.
+				f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithBackend(k), engine.WithSendBuffer(0)))
 				checkBackend(t, f, k)
 				type result struct {
 					err       error

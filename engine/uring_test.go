@@ -138,7 +138,7 @@ func TestUringPutsAndFlushAllocateNothing(t *testing.T) {
 	requireUring(t)
 	for _, depth := range []int{1, 4} {
 		a, b := socketPair(t)
-		done := drain(t, b)
+		done := discard(t, b)
 		f := mustFile(t)(engine.NewOSFile(a, "wb", engine.WithBackend(engine.Uring), engine.WithQueueDepth(depth)))
 		ram := make([]byte, 128*4096)
 		allocs := testing.AllocsPerRun(20, func() {
@@ -276,7 +276,8 @@ func TestShortWritesSlowReader(t *testing.T) {
 						}
 					}
 				}()
-				f := mustFile(t)(engine.NewOSFile(a, "wb", engine.WithBackend(k), engine.WithQueueDepth(4)))
+				// WithSendBuffer(0) keeps the tiny send buffer.
+				f := mustFile(t)(engine.NewOSFile(a, "wb", engine.WithBackend(k), engine.WithQueueDepth(4), engine.WithSendBuffer(0)))
 				checkBackend(t, f, k)
 				rng := rand.New(rand.NewPCG(3, 4))
 				want := make([]byte, 3<<20)

@@ -40,6 +40,9 @@ type options struct {
 	wrap       sizeFlag
 	registered toggleFlag
 	vmsplice   bench.Toggle // compare key vmsplice=on|off
+	shape      toggleFlag
+	sndbuf     sizeFlag
+	sndbufSet  bool // --sndbuf or sndbuf= given (0 then means: leave the socket alone)
 	ramArena   bool
 	hugePages  bool
 	json       bool
@@ -115,6 +118,8 @@ func newFlagSet(name string, o *options) *flag.FlagSet {
 	fs.StringVar(&o.dir, "dir", "", "")
 	fs.Var(&o.wrap, "wrap", "")
 	fs.Var(&o.registered, "registered", "")
+	fs.Var(&o.shape, "shape", "")
+	fs.Var(&o.sndbuf, "sndbuf", "")
 	fs.BoolVar(&o.ramArena, "ram-arena", false, "")
 	fs.BoolVar(&o.hugePages, "hugepages", false, "")
 	fs.BoolVar(&o.json, "json", false, "")
@@ -168,9 +173,23 @@ func (o *options) config(impl string) bench.Config {
 		Wrap:       int64(o.wrap),
 		Registered: bench.Toggle(o.registered),
 		Vmsplice:   o.vmsplice,
+		Shape:      bench.Toggle(o.shape),
+		SendBuffer: sendBuffer(o.sndbuf, o.sndbufSet),
 		RAMArena:   o.ramArena,
 		HugePages:  o.hugePages,
 	}
+}
+
+// sendBuffer is bench.Config.SendBuffer for --sndbuf: unset is the
+// engine's default, 0 leaves the socket's buffer alone (-1 in Config).
+func sendBuffer(n sizeFlag, set bool) int {
+	switch {
+	case !set:
+		return 0
+	case n == 0:
+		return -1
+	}
+	return int(n)
 }
 
 // impls returns the implementations of --backend: "all" means every one
@@ -215,12 +234,17 @@ func (o *options) applyPair(key, val string) error {
 		if t, err = bench.ParseToggle(val); err == nil {
 			o.vmsplice = t
 		}
+	case "shape":
+		err = o.shape.Set(val)
+	case "sndbuf":
+		o.sndbufSet = true
+		err = o.sndbuf.Set(val)
 	case "ram-arena":
 		o.ramArena, err = strconv.ParseBool(val)
 	case "hugepages":
 		o.hugePages, err = strconv.ParseBool(val)
 	default:
-		return fmt.Errorf("unknown key %q (want impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg, vmsplice, ram-arena or hugepages)", key)
+		return fmt.Errorf("unknown key %q (want impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg, vmsplice, shape, sndbuf, ram-arena or hugepages)", key)
 	}
 	if err != nil {
 		return fmt.Errorf("%s=%s: %w", key, val, err)
@@ -238,6 +262,7 @@ func parseFlags(fs *flag.FlagSet, args []string, o *options, stdout, stderr io.W
 		}
 		return true, usageError(stderr, err)
 	}
+	fs.Visit(func(f *flag.Flag) { o.sndbufSet = o.sndbufSet || f.Name == "sndbuf" })
 	if err := o.check(); err != nil {
 		return true, usageError(stderr, err)
 	}

@@ -55,6 +55,10 @@ Flags:
   --wrap N        restart file and memory sinks every N bytes
   --registered=B  register the engine's buffers with the ring: true or false
                   (default: the engine's, true)
+  --shape=B       the engine's whole TCP segments: true (its default) or
+                  false (each flush written as it is)
+  --sndbuf N      send buffer the engine asks for on a Unix socket (default
+                  the engine's, 4MiB; 0 leaves the socket's alone)
   --ram-arena     guest RAM from an off-heap arena instead of the Go heap;
                   --hugepages with transparent huge pages
   --json          print JSON; --benchstat print Go benchmark lines for benchstat
@@ -63,7 +67,7 @@ Flags:
 
 CONFIG (compare): an implementation name, or key=value pairs joined by commas
 with keys impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg and
-vmsplice (on or off), ram-arena, hugepages (true or false), e.g.
+vmsplice and shape (on or off), sndbuf, ram-arena, hugepages (true or false), e.g.
   qbench compare --sink pipe uring syscall bufio
   qbench compare impl=uring,depth=1 impl=uring,depth=8
   qbench compare --sink odirect impl=uring,reg=on impl=uring,reg=off direct256
