@@ -160,8 +160,8 @@ type Config struct {
 	// It names the case (reg=on, reg=off) for the engine's io_uring
 	// implementations; the syscall backend and the peers ignore it.
 	Registered Toggle
-	// Vmsplice is passed to engine.WithVmsplice when set: Off makes a
-	// pipe File copy with writev, to compare. It names the case
+	// Vmsplice is passed to engine.WithVmsplice when set: On makes a
+	// pipe File hand its pages to the pipe by reference, to compare. It names the case
 	// (vmsplice=on, vmsplice=off) for the engine's implementations on
 	// the pipe sink.
 	Vmsplice Toggle
@@ -479,9 +479,9 @@ func Cases(workload string) []Config {
 				out = append(out, v)
 			}
 			if impl == ImplSyscall && sink == SinkPipe && (workload == RAM || workload == Bulk) {
-				// The pipe copied (writev) instead of referenced.
+				// The pipe referenced (vmsplice) instead of copied.
 				v := c
-				v.Vmsplice = Off
+				v.Vmsplice = On
 				out = append(out, v)
 			}
 			if (impl == ImplUring || impl == ImplSyscall) && workload == RAM && (sink == SinkNull || sink == SinkPipe) {

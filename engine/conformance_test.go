@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/qfile/qfile/engine"
@@ -245,6 +246,9 @@ func TestConformanceWrite(t *testing.T) {
 					if err := f.Close(); err != nil {
 						t.Fatalf("Close: %v", err)
 					}
+					if info := f.BackendInfo(); strings.HasSuffix(sink.name, "-vmsplice") && k == engine.Syscall && !info.Vmsplice && !strings.Contains(info.VmspliceReason, "unavailable") {
+						t.Fatalf("asked for vmsplice and did not get it: %s", info.VmspliceReason)
+					}
 					if f.BackendInfo().Vmsplice && f.Stats().Vmspliced == 0 {
 						// Several MiB through a 1 MiB pipe: the reader
 						// was seen, so pages went in by reference.
@@ -277,7 +281,7 @@ func TestConformanceRead(t *testing.T) {
 
 // isPipeMode names the pipe sinks beyond the default pipe.
 func isPipeMode(name string) bool {
-	return name == "pipe-writev" || name == "pipe-blocking" || name == "fifo-vmsplice"
+	return name == "pipe-vmsplice" || name == "pipe-blocking" || name == "fifo-vmsplice"
 }
 
 // checkBackend fails the test when a descriptor File does not use the

@@ -41,15 +41,15 @@
 // GetBufferInPlace point into the File's buffer and stay valid until the
 // next read call on the File.
 //
-// A File writing a pipe hands the pipe references to its pages
-// (vmsplice(2)), which the kernel keeps until the pipe's reader has
-// consumed the bytes. So there Flush and Close return once the reader
+// A File writing a pipe WithVmsplice(true) hands the pipe references to
+// its pages (vmsplice(2)), which the kernel keeps until the pipe's
+// reader has consumed the bytes. So there Flush and Close return once the reader
 // has consumed everything flushed (bytes put in minus FIONREAD), a slot
 // buffer is reused only once the reader is past its end, and a reader
 // that closes (EPIPE), stalls for the drain timeout (ErrReaderStalled)
 // or a Shutdown ends the wait with a failed stream. The reader must copy
 // what it reads: one that splices or tees it onward keeps the references
-// alive longer; use WithVmsplice(false) for it. Details in
+// alive longer, which is why vmsplice is off by default. Details in
 // docs/architecture.md, "Pipes: vmsplice".
 //
 // # Concurrency

@@ -177,9 +177,7 @@ func destination(t *testing.T, kind string, opts ...engine.Option) (*engine.File
 		if err != nil {
 			t.Fatal(err)
 		}
-		if kind == "pipe-writev" {
-			opts = append(opts, engine.WithVmsplice(false))
-		}
+		opts = append(opts, engine.WithVmsplice(kind == "pipe"))
 		return mustFile(t)(engine.NewOSFile(w, "wb", opts...)), drain(t, r)
 	}
 	path := filepath.Join(t.TempDir(), "dst")

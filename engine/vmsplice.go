@@ -47,15 +47,16 @@ const (
 // Close gives up with ErrReaderStalled (WithDrainTimeout).
 const DefaultDrainTimeout = 60 * time.Second
 
-// WithVmsplice turns vmsplice(2) on a pipe on or off. By default (Auto)
-// a File writing a pipe made with pipe(2) uses it (it measured faster
-// than copying, docs/performance.md) unless it cannot: BackendInfo's
-// VmspliceReason says why. On forces it where the engine would not by
-// default — a named FIFO, whose reader the engine cannot know — but not
-// where it cannot work (io_uring, a packet-mode pipe, a kernel that
-// copies). Off copies with writev, as on any other descriptor; use it
-// when the pipe's reader moves the bytes on with splice(2) or tee(2)
-// instead of reading them.
+// WithVmsplice turns vmsplice(2) on a pipe on or off. It is off by
+// default: it is safe only when the pipe's reader copies what it reads
+// (read(2)), which a File cannot check — a reader that moves the bytes
+// on with splice(2) or tee(2) (pv, a splicing proxy, GetToFD into a
+// pipe or socket) passes the page references along, and the caller's
+// memory would change under them — and it measured no faster than
+// writev (docs/performance.md, "Pipes: vmsplice"). On uses it where it
+// can work, named FIFOs included; not with io_uring, on a packet-mode
+// pipe or on a kernel that copies (BackendInfo's VmspliceReason says
+// why).
 func WithVmsplice(on bool) Option {
 	return func(c *config) {
 		c.vmsplice = vmspliceOff

@@ -27,12 +27,17 @@ import (
 // test checks, byte for byte, what the reader got.
 
 // skipUnlessVmsplice skips when the kernel cannot vmsplice (the File
-// then says why in BackendInfo, which TestVmspliceBackendInfo checks).
+// then says why in BackendInfo, which TestVmspliceBackendInfo checks),
+// and fails when a File asked for vmsplice did not get it for any other
+// reason.
 func skipUnlessVmsplice(t *testing.T, f *engine.File) {
 	t.Helper()
 	if info := f.BackendInfo(); !info.Vmsplice {
 		f.Close()
-		t.Skipf("no vmsplice: %s", info.VmspliceReason)
+		if strings.Contains(info.VmspliceReason, "unavailable") || strings.Contains(info.VmspliceReason, "copies") {
+			t.Skipf("no vmsplice: %s", info.VmspliceReason)
+		}
+		t.Fatalf("no vmsplice, and not for want of kernel support: %s", info.VmspliceReason)
 	}
 }
 
@@ -114,7 +119,14 @@ func TestVmspliceBackendInfo(t *testing.T) {
 		return f
 	}
 	t.Run("default", func(t *testing.T) {
-		f := open(t)
+		// Off unless asked for: a reader that splices would pass the
+		// page references on.
+		if info := open(t).BackendInfo(); info.Vmsplice || !strings.Contains(info.VmspliceReason, "WithVmsplice(true)") {
+			t.Fatalf("BackendInfo %+v without WithVmsplice", info)
+		}
+	})
+	t.Run("on", func(t *testing.T) {
+		f := open(t, engine.WithVmsplice(true))
 		info := f.BackendInfo()
 		if !info.Vmsplice {
 			t.Skipf("no vmsplice: %s", info.VmspliceReason)
@@ -188,7 +200,7 @@ func TestVmspliceBackendInfo(t *testing.T) {
 			if forced && !info.Vmsplice && !strings.Contains(info.VmspliceReason, "vmsplice") {
 				t.Fatalf("FIFO with WithVmsplice(true): %+v", info)
 			}
-			if !forced && (info.Vmsplice || !strings.Contains(info.VmspliceReason, "named FIFO")) {
+			if !forced && (info.Vmsplice || !strings.Contains(info.VmspliceReason, "WithVmsplice(true)")) {
 				t.Fatalf("FIFO by default: %+v", info)
 			}
 		}
@@ -236,7 +248,7 @@ func TestVmspliceFlushWaitsForReader(t *testing.T) {
 			r, w := testPipe(t, mode == "nonblocking")
 			var read atomic.Int64
 			got := slowReader(t, r, 16<<10, 200*time.Microsecond, &read)
-			f := mustFile(t)(engine.NewOSFile(w, "wb"))
+			f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithVmsplice(true)))
 			skipUnlessVmsplice(t, f)
 			var want []byte
 			primed(t, f, &read, &want)
@@ -314,7 +326,7 @@ func TestVmspliceSlotReuseSlowReader(t *testing.T) {
 	r, w := testPipe(t, true)
 	var read atomic.Int64
 	got := slowReader(t, r, 24<<10, 100*time.Microsecond, &read)
-	f := mustFile(t)(engine.NewOSFile(w, "wb"))
+	f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithVmsplice(true)))
 	skipUnlessVmsplice(t, f)
 	if n := engine.VmspliceSlots(f); n != 4 {
 		t.Fatalf("%d slots, want 4", n)
@@ -347,7 +359,7 @@ func TestVmspliceShortAndEAGAIN(t *testing.T) {
 			r, w := testPipe(t, true)
 			var read atomic.Int64
 			got := slowReader(t, r, 64<<10, 0, &read)
-			f := mustFile(t)(engine.NewOSFile(w, "wb"))
+			f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithVmsplice(true)))
 			skipUnlessVmsplice(t, f)
 			var want []byte
 			primed(t, f, &read, &want)
@@ -411,7 +423,7 @@ func TestVmspliceFullPipe(t *testing.T) {
 				r.Close()
 				done <- append(out, rest...)
 			}()
-			f := mustFile(t)(engine.NewOSFile(w, "wb"))
+			f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithVmsplice(true)))
 			skipUnlessVmsplice(t, f)
 			var want []byte
 			primed(t, f, &read, &want)
@@ -451,7 +463,7 @@ func TestVmspliceReaderCloses(t *testing.T) {
 				<-stop
 				r.Close()
 			}()
-			f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithDrainTimeout(time.Minute)))
+			f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithVmsplice(true), engine.WithDrainTimeout(time.Minute)))
 			skipUnlessVmsplice(t, f)
 			var want []byte
 			primed(t, f, &read, &want)
@@ -491,7 +503,7 @@ func TestVmspliceReaderStalls(t *testing.T) {
 		n, _ := r.Read(buf)
 		read.Add(int64(n))
 	}()
-	f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithDrainTimeout(50*time.Millisecond)))
+	f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithVmsplice(true), engine.WithDrainTimeout(50*time.Millisecond)))
 	skipUnlessVmsplice(t, f)
 	var want []byte
 	primed(t, f, &read, &want)
@@ -515,7 +527,7 @@ func TestVmspliceReaderStalls(t *testing.T) {
 func TestVmspliceBeforeReaderStarts(t *testing.T) {
 	r, w := testPipe(t, true)
 	defer r.Close()
-	f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithDrainTimeout(time.Hour)))
+	f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithVmsplice(true), engine.WithDrainTimeout(time.Hour)))
 	skipUnlessVmsplice(t, f)
 	data := make([]byte, 200<<10)
 	pattern(data, 5)
@@ -547,7 +559,7 @@ func TestVmspliceShutdownEndsDrain(t *testing.T) {
 		n, _ := r.Read(buf)
 		read.Add(int64(n))
 	}()
-	f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithDrainTimeout(time.Hour)))
+	f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithVmsplice(true), engine.WithDrainTimeout(time.Hour)))
 	skipUnlessVmsplice(t, f)
 	var want []byte
 	primed(t, f, &read, &want)
@@ -573,7 +585,7 @@ func TestVmspliceZeroAllocs(t *testing.T) {
 		counted <- n
 	}()
 	got := func() int { return int(<-counted) }
-	f := mustFile(t)(engine.NewOSFile(w, "wb"))
+	f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithVmsplice(true)))
 	skipUnlessVmsplice(t, f)
 	ram := make([]byte, 1<<20)
 	pattern(ram, 7)
@@ -614,7 +626,7 @@ func TestVmspliceFailureWaitsForReader(t *testing.T) {
 	r, w := testPipe(t, true)
 	var read atomic.Int64
 	got := slowReader(t, r, 4<<10, 500*time.Microsecond, &read)
-	f := mustFile(t)(engine.NewOSFile(w, "wb"))
+	f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithVmsplice(true)))
 	skipUnlessVmsplice(t, f)
 	slots := engine.VmspliceSlots(f)
 	var want []byte
