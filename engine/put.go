@@ -88,11 +88,20 @@ func (f *File) PutBE64(v uint64) {
 }
 
 // PutBuffer appends a copy of p (QEMU's qemu_put_buffer); p may be
-// reused as soon as it returns.
+// reused as soon as it returns. A p of 64 KiB or more is not copied into
+// the File's buffer: it is written from p itself, with what was queued
+// before it, and PutBuffer returns once the kernel has taken it (as
+// bufio.Writer writes a large payload through when its buffer is empty).
 func (f *File) PutBuffer(p []byte) {
-	if len(p) >= writeThroughMin && f.through != nil && f.putCheck() {
-		f.putThrough(p)
-		return
+	if len(p) >= writeThroughMin && f.align == 0 && f.putCheck() {
+		switch {
+		case f.through != nil:
+			f.putThrough(p)
+			return
+		case f.vw != nil || f.async != nil:
+			f.putDirect(p)
+			return
+		}
 	}
 	for len(p) > 0 && f.putCheck() {
 		n := copy(f.buf[f.bufIndex:], p)
@@ -163,6 +172,15 @@ const writeThroughMin = 2 * BufSize
 // may reuse as soon as the call returns (the kernel copies it).
 type writeThrougher interface {
 	writeThrough(p []byte) (int, error)
+}
+
+// putDirect queues p by reference and writes it at once, with what was
+// queued before, waiting until the backend is done with it: the copy
+// into the buffer is saved, and the caller may reuse p on return.
+func (f *File) putDirect(p []byte) {
+	f.putAsync(p, 0)
+	f.flush()
+	f.drain()
 }
 
 // putThrough flushes what is queued, then has the backend write p.

@@ -337,3 +337,53 @@ func TestUnixSendBuffer(t *testing.T) {
 		g.Close()
 	})
 }
+
+// TestLargePutBufferWrittenFromCallerMemory checks that a PutBuffer of
+// 64 KiB or more is not copied into the File's buffer: it reaches the
+// backend as a span of its own, in one write with what was queued
+// before it, and the caller may change it as soon as PutBuffer returns.
+func TestLargePutBufferWrittenFromCallerMemory(t *testing.T) {
+	f, r := newRecorded(t)
+	big := bytes.Repeat([]byte{0x5a}, 1<<20)
+	f.PutBE64(7)
+	f.PutBuffer(big)
+	if r.Calls() != 1 || r.Iovecs[0] != 2 || r.Bytes[0] != 8+len(big) {
+		t.Fatalf("backend calls %d, iovecs %v, bytes %v: want one write of the header and the whole buffer", r.Calls(), r.Iovecs, r.Bytes)
+	}
+	small := bytes.Repeat([]byte{1}, 64<<10-1)
+	f.PutBuffer(small) // below the threshold: copied, in 32 KiB pieces
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := append(append([]byte{0, 0, 0, 0, 0, 0, 0, 7}, big...), small...)
+	if !bytes.Equal(r.Data, want) {
+		t.Fatalf("stream of %d bytes differs from the %d put", len(r.Data), len(want))
+	}
+
+	// Over real sockets, on both backends: p changed right after
+	// PutBuffer returns must not reach the reader.
+	for _, k := range backends {
+		t.Run(k.String(), func(t *testing.T) {
+			w, rd := socketPair(t)
+			got := drain(t, rd)
+			f := mustFile(t)(engine.NewOSFile(w, "wb", engine.WithBackend(k), engine.WithSendBuffer(0)))
+			checkBackend(t, f, k)
+			p := make([]byte, 256<<10)
+			var want bytes.Buffer
+			for i := range 16 {
+				for j := range p {
+					p[j] = byte(i + j)
+				}
+				f.PutBuffer(p)
+				want.Write(p)
+				clear(p) // the File must be done with p
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got(), want.Bytes()) {
+				t.Fatal("the reader got bytes changed after PutBuffer returned")
+			}
+		})
+	}
+}
