@@ -106,10 +106,13 @@ type PageStats struct {
 	Continue     int64 `json:"continue"`
 	EOS          int64 `json:"eos"`
 	MultifdFlush int64 `json:"multifd_flush"`
-	// Distinct counts the pages sent at least once, Resent the records
-	// of pages sent before.
-	Distinct int64 `json:"distinct"`
-	Resent   int64 `json:"resent"`
+	// Distinct counts the pages sent at least once, Resent the distinct
+	// pages sent more than once (QEMU's meaning), RepeatRecords the
+	// records of pages sent before (a page sent three times is one
+	// resent page and two repeat records).
+	Distinct      int64 `json:"distinct"`
+	Resent        int64 `json:"resent"`
+	RepeatRecords int64 `json:"repeat_records"`
 }
 
 // RAMHeaderBytes splits the RAM section bytes that are not page content.
@@ -147,19 +150,8 @@ type statsCollector struct {
 	open      int
 	bodyStart int64
 	curType   byte
-	// sent holds a bit per page of each block, in chunks allocated as
-	// pages arrive.
-	sent map[sentKey]*[sentWords]uint64
-}
-
-const (
-	sentWords = 64             // uint64s per chunk of the sent bitmap
-	sentPages = sentWords * 64 // pages per chunk
-)
-
-type sentKey struct {
-	block int
-	chunk uint64
+	// sent says, per block (by index), how often each page was sent.
+	sent []*pageCounts
 }
 
 func newStatsCollector(pageSize int) *statsCollector {
@@ -168,7 +160,6 @@ func newStatsCollector(pageSize int) *statsCollector {
 		pageSize: pageSize,
 		first:    make(map[uint32]int),
 		open:     -1,
-		sent:     make(map[sentKey]*[sentWords]uint64),
 	}
 }
 
@@ -315,18 +306,22 @@ func (c *statsCollector) page(rec *Record) {
 	h.Total += hdr
 	pl.Total += int64(len(rec.Data))
 
-	page := rec.Addr / uint64(c.pageSize)
-	k := sentKey{block: rec.Block.Index, chunk: page / sentPages}
-	bits := c.sent[k]
-	if bits == nil {
-		bits = new([sentWords]uint64)
-		c.sent[k] = bits
+	i := rec.Block.Index
+	for len(c.sent) <= i {
+		c.sent = append(c.sent, nil)
 	}
-	i := page % sentPages
-	if w, m := &bits[i/64], uint64(1)<<(i%64); *w&m != 0 {
-		p.Resent++
-	} else {
-		*w |= m
+	set := c.sent[i]
+	if set == nil {
+		set = &pageCounts{pages: (rec.Block.Length + uint64(c.pageSize) - 1) / uint64(c.pageSize)}
+		c.sent[i] = set
+	}
+	switch set.add(rec.Addr / uint64(c.pageSize)) {
+	case sentOnce:
 		p.Distinct++
+	case sentTwice:
+		p.Resent++
+		p.RepeatRecords++
+	default:
+		p.RepeatRecords++
 	}
 }

@@ -206,8 +206,8 @@ func printStats(w io.Writer, st *savevm.Stats, src *engine.File) {
 	}
 	fmt.Fprintf(w, "RAM records by section: %s, %s, %s, %s\n", rc("START", by.Start), rc("PART", by.Part), rc("END", by.End), rc("FULL", by.Full))
 	p := st.Pages
-	fmt.Fprintf(w, "RAM page records: %d (zero %d, normal %d, compressed %d, XBZRLE %d); CONTINUE %d; EOS %d; MULTIFD_FLUSH %d; distinct pages %d, sent more than once %d\n",
-		p.Records, p.Zero, p.Normal, p.Compressed, p.XBZRLE, p.Continue, p.EOS, p.MultifdFlush, p.Distinct, p.Resent)
+	fmt.Fprintf(w, "RAM page records: %d (zero %d, normal %d, compressed %d, XBZRLE %d); CONTINUE %d; EOS %d; MULTIFD_FLUSH %d; distinct pages %d, sent more than once %d (%d records of pages sent before)\n",
+		p.Records, p.Zero, p.Normal, p.Compressed, p.XBZRLE, p.Continue, p.EOS, p.MultifdFlush, p.Distinct, p.Resent, p.RepeatRecords)
 	h, pl := st.RAMHeader, st.RAMPayload
 	fmt.Fprintf(w, "RAM bytes: headers %d (be64 %d, idstr %d, zero fill %d, MEM_SIZE list %d, comp len %d, XBZRLE header %d) + page payload %d (raw %d, zlib %d, XBZRLE %d)\n",
 		h.Total, h.Words, h.IDStr, h.ZeroFill, h.MemSizeList, h.CompLen, h.XBZRLEHeader, pl.Total, pl.Raw, pl.Zlib, pl.XBZRLE)
