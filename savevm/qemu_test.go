@@ -278,8 +278,14 @@ func (q *qemu) cmdOK(name string, args any) json.RawMessage {
 type migrateInfo struct {
 	Status string `json:"status"`
 	RAM    struct {
-		Normal int64 `json:"normal"`
+		Normal           int64   `json:"normal"`
+		Transferred      int64   `json:"transferred"`
+		DirtySyncCount   int64   `json:"dirty-sync-count"`
+		PostcopyRequests int64   `json:"postcopy-requests"`
+		Mbps             float64 `json:"mbps"`
 	} `json:"ram"`
+	TotalTime int64 `json:"total-time"` // ms
+	Downtime  int64 `json:"downtime"`   // ms
 	XBZRLE *struct {
 		Pages int64 `json:"pages"`
 	} `json:"xbzrle-cache"`

@@ -50,6 +50,10 @@ type Stats struct {
 	VMDescBytes int64 `json:"vmdesc_bytes"`
 
 	Summary Summary `json:"summary"`
+
+	// ReturnPath describes a captured return path, when one was parsed
+	// with the stream (StatReturnPath).
+	ReturnPath *ReturnPathStats `json:"return_path,omitempty"`
 }
 
 // maxListedSections bounds Stats.Sections; a stream has hundreds.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"github.com/qfile/qfile/engine"
@@ -20,15 +21,24 @@ import (
 )
 
 const streamUsage = `usage:
-  qbench stream stat   [--backend B] [--json] SRC
-  qbench stream copy   [--backend B] SRC DST
+  qbench stream stat   [--backend B] [--json] [--return-path RP] SRC
+  qbench stream copy   [--backend B] [--capture-return-path RP] SRC DST
   qbench stream verify [--backend B] [--json] SRC
 
 SRC and DST: a path, - (stdin/stdout), fd:N, unix:PATH or tcp:HOST:PORT.
 As a source a socket is listened on and one connection accepted (as
 QEMU's -incoming does); as a destination it is connected to (as QEMU's
-migrate does), so qbench can sit between two QEMUs.
+migrate does), so qbench can sit between two QEMUs. A gzip-compressed
+SRC is read decompressed (told by its magic, not its name).
+
+copy relays the return path (postcopy page requests, SHUT, PONG) from a
+socket DST back to a socket SRC as it arrives, and flushes what it read
+whenever its input pauses. With a pipe SRC (QEMU's exec:) there is no
+way back to the source: a return path cannot be relayed, and qbench says
+so. Reports go to stderr; stdout carries only the stream (DST -).
 --backend: auto, uring or syscall (default auto).
+--capture-return-path RP: also write the return path to the file RP.
+--return-path RP: stat also parses RP, a captured return path.
 `
 
 // streamMain runs "qbench stream stat|copy|verify"; args are the words
@@ -54,7 +64,14 @@ func streamMain(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	backend := fs.String("backend", "auto", "auto, uring or syscall")
 	var asJSON bool
-	if sub != "copy" {
+	var rp string
+	switch sub {
+	case "copy":
+		fs.StringVar(&rp, "capture-return-path", "", "write the relayed return path to this file")
+	case "stat":
+		fs.StringVar(&rp, "return-path", "", "a captured return path to parse")
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	default:
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
 	}
 	pos, err := parseInterleaved(fs, args[1:])
@@ -68,7 +85,7 @@ func streamMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return streamUsageError(stderr, "stream "+sub, err.Error())
 	}
-	if err := runStream(sub, pos, kind, asJSON, stdout, stderr); err != nil {
+	if err := runStream(sub, pos, kind, streamFlags{json: asJSON, returnPath: rp}, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "qbench stream %s: %s\n", sub, oneLine(err))
 		return 1
 	}
@@ -102,34 +119,45 @@ func oneLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
-func runStream(sub string, pos []string, kind engine.Kind, asJSON bool, stdout, stderr io.Writer) error {
-	src, size, closeSrc, err := openStreamSource(pos[0], kind)
+// streamFlags are the flags of one stream subcommand.
+type streamFlags struct {
+	json       bool
+	returnPath string // stat: a return path capture; copy: where to capture it
+}
+
+func runStream(sub string, pos []string, kind engine.Kind, fl streamFlags, stdout, stderr io.Writer) error {
+	src, err := openStreamSource(pos[0], kind)
 	if err != nil {
 		return err
 	}
-	defer closeSrc()
+	defer src.close()
 	opts := savevm.Options{}
-	bar := newStreamBar(stderr, size, sub)
+	bar := newStreamBar(stderr, src.size, sub)
 	if bar != nil {
 		opts.Progress = func(off int64) { bar.Set64(off) }
 		defer bar.Finish()
 	}
 	switch sub {
 	case "stat":
-		st, err := savevm.Stat(src, opts)
+		st, err := savevm.Stat(src.f, opts)
 		if err != nil {
 			return err
 		}
-		if asJSON {
+		if fl.returnPath != "" {
+			if st.ReturnPath, err = statReturnPath(fl.returnPath); err != nil {
+				return err
+			}
+		}
+		if fl.json {
 			return writeJSON(stdout, st)
 		}
-		printStats(stdout, st, src)
+		printStats(stdout, st, src.f)
 	case "verify":
-		st, err := savevm.Verify(src, opts)
+		st, err := savevm.Verify(src.f, opts)
 		if err != nil {
 			return err
 		}
-		if asJSON {
+		if fl.json {
 			return writeJSON(stdout, st)
 		}
 		for _, b := range st.Blocks {
@@ -139,32 +167,138 @@ func runStream(sub string, pos []string, kind engine.Kind, asJSON bool, stdout, 
 		fmt.Fprintf(stdout, "verified %d RAM blocks from %d page records (zero %d, normal %d, compressed %d, XBZRLE %d)\n",
 			len(st.Blocks), p.Records, p.Zero, p.Normal, p.Compressed, p.XBZRLE)
 	case "copy":
-		out := stdout
-		if pos[1] == "-" {
-			out = stderr
-		}
-		dst, closeDst, err := openStreamDest(pos[1], kind, stdout)
-		if err != nil {
-			return err
-		}
-		start := time.Now()
-		st, err := savevm.Copy(dst, src, opts)
-		if cerr := closeDst(); err == nil && cerr != nil {
-			err = fmt.Errorf("closing %s: %w", pos[1], cerr)
-		}
-		if err != nil {
-			return err
-		}
-		if bar != nil {
-			bar.Finish()
-			fmt.Fprintln(stderr)
-		}
-		el := time.Since(start)
-		fmt.Fprintf(out, "copied %d bytes (%d section records, %d page records) from %s to %s in %v (%.1f MiB/s; read %s, write %s)\n",
-			st.Bytes, st.Records.Total(), st.Pages.Records, pos[0], pos[1], el.Round(time.Millisecond),
-			float64(st.Bytes)/(1<<20)/max(el.Seconds(), 1e-9), src.BackendInfo(), dst.BackendInfo())
+		return runCopy(src, pos, kind, fl, opts, bar, stdout, stderr)
 	}
 	return nil
+}
+
+func statReturnPath(path string) (*savevm.ReturnPathStats, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rs, err := savevm.StatReturnPath(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return rs, nil
+}
+
+// relayGrace is how long a copy waits, after the stream's end, for the
+// destination to close its connection: it sends its last return path
+// message (SHUT) once it has loaded the stream.
+const relayGrace = 30 * time.Second
+
+// runCopy copies SRC to DST and, between sockets, relays the return
+// path. Every report goes to stderr: under QEMU's exec: stdout is not
+// ours to write.
+func runCopy(src *streamSource, pos []string, kind engine.Kind, fl streamFlags, opts savevm.Options,
+	bar *progressbar.ProgressBar, stdout, stderr io.Writer) error {
+	dst, err := openStreamDest(pos[1], kind, stdout)
+	if err != nil {
+		return err
+	}
+	var capture *os.File
+	if fl.returnPath != "" {
+		if dst.conn == nil {
+			dst.f.Close()
+			return fmt.Errorf("--capture-return-path: DST %s is not a socket: there is no return path", pos[1])
+		}
+		if capture, err = os.Create(fl.returnPath); err != nil {
+			dst.f.Close()
+			return err
+		}
+		defer capture.Close()
+	}
+	var relay *savevm.ReturnPathRelay
+	if dst.conn != nil {
+		ro := savevm.RelayOptions{}
+		if capture != nil {
+			ro.Capture = capture
+		}
+		if src.conn == nil {
+			ro.Undeliverable = func(n int) {
+				fmt.Fprintf(stderr, "qbench stream copy: the destination sent %d bytes on the return path, which cannot be relayed: SRC %s is not a socket (for postcopy-ram or return-path, give SRC as unix: or tcp:)\n", n, pos[0])
+			}
+		}
+		relay, err = savevm.StartReturnPathRelay(dst.conn, src.conn, ro)
+		if err != nil {
+			dst.f.Close()
+			return err
+		}
+	}
+	if src.live != nil {
+		// Whatever was read goes out before waiting for more.
+		src.live.Idle = func() { dst.f.Flush() }
+	}
+	start := time.Now()
+	st, err := savevm.Copy(dst.f, src.f, opts)
+	el := time.Since(start)
+	if err == nil && relay != nil {
+		// The destination sees the end of the stream; the relay goes on
+		// until it closes its side.
+		err = dst.f.Flush()
+		relay.CloseWrite()
+	}
+	if relay != nil && err != nil {
+		relay.Stop()
+	}
+	var rs *savevm.ReturnPathStats
+	var rerr error
+	if relay != nil {
+		rs, rerr = relay.Wait(relayGrace)
+	}
+	if cerr := dst.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing %s: %w", pos[1], cerr)
+	}
+	if bar != nil {
+		bar.Finish()
+		fmt.Fprintln(stderr)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "copied %d bytes (%d section records, %d page records) from %s to %s in %v (%.1f MiB/s; read %s, write %s)\n",
+		st.Bytes, st.Records.Total(), st.Pages.Records, pos[0], pos[1], el.Round(time.Millisecond),
+		float64(st.Bytes)/(1<<20)/max(el.Seconds(), 1e-9), src.f.BackendInfo(), dst.f.BackendInfo())
+	if relay != nil {
+		if src.conn != nil {
+			fmt.Fprintf(stderr, "return path: %d bytes relayed to the source; %s\n", relay.Relayed(), describeReturnPath(rs))
+		} else {
+			fmt.Fprintf(stderr, "return path: %d bytes received, none relayed (no socket back to the source); %s\n", rs.Bytes, describeReturnPath(rs))
+		}
+	}
+	if rerr != nil {
+		return fmt.Errorf("return path: %w", rerr)
+	}
+	if src.conn == nil && rs != nil && rs.Bytes > 0 {
+		return fmt.Errorf("the destination's return path (%d bytes) could not be relayed: SRC %s is not a socket", rs.Bytes, pos[0])
+	}
+	return nil
+}
+
+// describeReturnPath says in one line which messages came back from the
+// destination.
+func describeReturnPath(rs *savevm.ReturnPathStats) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d messages", rs.Messages)
+	if len(rs.ByType) > 0 {
+		var parts []string
+		for _, t := range []uint16{savevm.RPShut, savevm.RPPong, savevm.RPReqPagesID, savevm.RPReqPages, savevm.RPRecvBitmap, savevm.RPResumeAck} {
+			if n := rs.ByType[savevm.RPMessageName(t)]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", savevm.RPMessageName(t), n))
+			}
+		}
+		fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))
+	}
+	if rs.RequestedBytes > 0 {
+		fmt.Fprintf(&b, "; pages requested: %d bytes", rs.RequestedBytes)
+	}
+	if rs.Shut >= 0 {
+		fmt.Fprintf(&b, "; SHUT %d", rs.Shut)
+	}
+	return b.String()
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -231,6 +365,16 @@ func printStats(w io.Writer, st *savevm.Stats, src *engine.File) {
 		fmt.Fprintf(w, "; vmdesc at %#x: JSON %d bytes, %d devices, page_size %d", v.Offset, v.JSONBytes, v.Devices, v.PageSize)
 	}
 	fmt.Fprintln(w)
+	if rs := st.ReturnPath; rs != nil {
+		fmt.Fprintf(w, "return path: %d bytes; %s\n", rs.Bytes, describeReturnPath(rs))
+		for i, r := range rs.Requests {
+			if i == 8 {
+				fmt.Fprintf(w, "  ... %d more page requests\n", int64(len(rs.Requests))-8)
+				break
+			}
+			fmt.Fprintf(w, "  page request at byte %d: %s @%#x, %d bytes\n", r.At, r.Block, r.Offset, r.Length)
+		}
+	}
 }
 
 // newStreamBar returns a progress bar on stderr when it is a terminal.
@@ -250,80 +394,137 @@ func newStreamBar(stderr io.Writer, size int64, what string) *progressbar.Progre
 	)
 }
 
-// openStreamSource opens SRC for reading. size is the stream length when
-// known (a regular file), else -1.
-func openStreamSource(spec string, kind engine.Kind) (f *engine.File, size int64, closeFn func(), err error) {
-	opt := engine.WithBackend(kind)
-	closer := func(f *engine.File) func() { return func() { f.Close() } }
-	switch {
-	case spec == "-":
-		f, err = engine.NewOSFile(os.Stdin, "rb", opt, engine.KeepOpen())
-		if err != nil {
-			return nil, 0, nil, err
-		}
-		return f, -1, closer(f), nil
-	case strings.HasPrefix(spec, "fd:"):
-		file, err := fdFile(spec)
-		if err != nil {
-			return nil, 0, nil, err
-		}
-		if f, err = engine.NewOSFile(file, "rb", opt); err != nil {
-			return nil, 0, nil, err
-		}
-		return f, -1, closer(f), nil
-	case strings.HasPrefix(spec, "unix:"), strings.HasPrefix(spec, "tcp:"):
-		file, err := acceptOne(spec)
-		if err != nil {
-			return nil, 0, nil, err
-		}
-		if f, err = engine.NewOSFile(file, "rb", opt); err != nil {
-			file.Close()
-			return nil, 0, nil, err
-		}
-		return f, -1, closer(f), nil
-	}
-	f, err = engine.Open(spec, "rb", opt)
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	size = -1
-	if fi, err := os.Stat(spec); err == nil && fi.Mode().IsRegular() {
-		size = fi.Size()
-	}
-	return f, size, closer(f), nil
+// streamSource is an opened SRC.
+type streamSource struct {
+	f    *engine.File
+	size int64 // the stream length when known (a regular file), else -1
+	// live reads a pipe or socket SRC (nil for a file); conn is SRC's
+	// socket, the way back to the source (nil for anything else).
+	live  *savevm.LiveSource
+	conn  *os.File
+	close func()
 }
 
-// openStreamDest opens DST for writing; closeFn flushes and closes it.
-func openStreamDest(spec string, kind engine.Kind, stdout io.Writer) (*engine.File, func() error, error) {
+// openStreamSource opens SRC for reading, decompressed when it is gzip.
+func openStreamSource(spec string, kind engine.Kind) (*streamSource, error) {
 	opt := engine.WithBackend(kind)
-	var f *engine.File
+	s := &streamSource{size: -1}
+	var file *os.File
 	var err error
 	switch {
 	case spec == "-":
-		if file, ok := stdout.(*os.File); ok {
-			f, err = engine.NewOSFile(file, "wb", opt, engine.KeepOpen())
-		} else {
-			f, err = engine.New(writerBackend{stdout}, "wb")
+		// Duplicated, so that closing the stream leaves stdin open.
+		var fd int
+		if fd, err = unix.Dup(0); err != nil {
+			return nil, &os.SyscallError{Syscall: "dup", Err: err}
 		}
+		file = os.NewFile(uintptr(fd), "stdin")
 	case strings.HasPrefix(spec, "fd:"):
-		var file *os.File
-		if file, err = fdFile(spec); err == nil {
-			f, err = engine.NewOSFile(file, "wb", opt)
-		}
+		file, err = fdFile(spec)
 	case strings.HasPrefix(spec, "unix:"), strings.HasPrefix(spec, "tcp:"):
-		var file *os.File
-		if file, err = dialOne(spec); err == nil {
-			if f, err = engine.NewOSFile(file, "wb", opt); err != nil {
-				file.Close()
-			}
-		}
+		file, err = acceptOne(spec)
 	default:
-		f, err = engine.Open(spec, "wb", opt)
+		if s.f, err = engine.Open(spec, "rb", opt); err != nil {
+			return nil, err
+		}
+		if fi, err := os.Stat(spec); err == nil && fi.Mode().IsRegular() {
+			s.size = fi.Size()
+		}
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return f, f.Close, nil
+	if file != nil {
+		if s.f, err = openLive(file, "rb", opt, &s.live); err != nil {
+			file.Close()
+			return nil, err
+		}
+		if s.live != nil && isSocket(file) {
+			s.conn = file
+		}
+	}
+	z, err := savevm.Gunzip(s.f)
+	if err != nil {
+		s.f.Close()
+		return nil, err
+	}
+	if z != s.f {
+		s.f, s.size = z, -1
+	}
+	f := s.f
+	s.close = func() { f.Close() }
+	return s, nil
+}
+
+// openLive opens a File on file: a LiveSource for reading a pipe or
+// socket (set in *live), the engine's own backend otherwise.
+func openLive(file *os.File, mode string, opt engine.Option, live **savevm.LiveSource) (*engine.File, error) {
+	if mode == "rb" && !isRegular(file) {
+		*live = savevm.NewLiveSource(file)
+		return engine.New(*live, "rb")
+	}
+	return engine.NewOSFile(file, mode, opt)
+}
+
+func isRegular(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode().IsRegular()
+}
+
+func isSocket(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeSocket != 0
+}
+
+// streamDest is an opened DST; conn is its socket, where the return path
+// comes from (nil when DST is not a socket).
+type streamDest struct {
+	f    *engine.File
+	conn *os.File
+}
+
+// openStreamDest opens DST for writing.
+func openStreamDest(spec string, kind engine.Kind, stdout io.Writer) (*streamDest, error) {
+	opt := engine.WithBackend(kind)
+	var file *os.File
+	var err error
+	switch {
+	case spec == "-":
+		if out, ok := stdout.(*os.File); ok {
+			f, err := engine.NewOSFile(out, "wb", opt, engine.KeepOpen())
+			if err != nil {
+				return nil, err
+			}
+			return &streamDest{f: f}, nil
+		}
+		f, err := engine.New(writerBackend{stdout}, "wb")
+		if err != nil {
+			return nil, err
+		}
+		return &streamDest{f: f}, nil
+	case strings.HasPrefix(spec, "fd:"):
+		file, err = fdFile(spec)
+	case strings.HasPrefix(spec, "unix:"), strings.HasPrefix(spec, "tcp:"):
+		file, err = dialOne(spec)
+	default:
+		f, err := engine.Open(spec, "wb", opt)
+		if err != nil {
+			return nil, err
+		}
+		return &streamDest{f: f}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	d := &streamDest{}
+	if isSocket(file) {
+		d.conn = file
+	}
+	if d.f, err = engine.NewOSFile(file, "wb", opt); err != nil {
+		file.Close()
+		return nil, err
+	}
+	return d, nil
 }
 
 // writerBackend lets a File write to an io.Writer that is not a
