@@ -286,7 +286,7 @@ type migrateInfo struct {
 	} `json:"ram"`
 	TotalTime int64 `json:"total-time"` // ms
 	Downtime  int64 `json:"downtime"`   // ms
-	XBZRLE *struct {
+	XBZRLE    *struct {
 		Pages int64 `json:"pages"`
 	} `json:"xbzrle-cache"`
 	ErrorDesc string `json:"error-desc"`
