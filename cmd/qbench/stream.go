@@ -131,6 +131,12 @@ func runStream(sub string, pos []string, kind engine.Kind, fl streamFlags, stdou
 		return err
 	}
 	defer src.close()
+	if sub == "copy" {
+		return runCopy(src, pos, kind, fl, stdout, stderr)
+	}
+	if err := src.gunzip(); err != nil {
+		return err
+	}
 	opts := savevm.Options{}
 	bar := newStreamBar(stderr, src.size, sub)
 	if bar != nil {
@@ -166,8 +172,6 @@ func runStream(sub string, pos []string, kind engine.Kind, fl streamFlags, stdou
 		p := st.Pages
 		fmt.Fprintf(stdout, "verified %d RAM blocks from %d page records (zero %d, normal %d, compressed %d, XBZRLE %d)\n",
 			len(st.Blocks), p.Records, p.Zero, p.Normal, p.Compressed, p.XBZRLE)
-	case "copy":
-		return runCopy(src, pos, kind, fl, opts, bar, stdout, stderr)
 	}
 	return nil
 }
@@ -193,8 +197,7 @@ const relayGrace = 30 * time.Second
 // runCopy copies SRC to DST and, between sockets, relays the return
 // path. Every report goes to stderr: under QEMU's exec: stdout is not
 // ours to write.
-func runCopy(src *streamSource, pos []string, kind engine.Kind, fl streamFlags, opts savevm.Options,
-	bar *progressbar.ProgressBar, stdout, stderr io.Writer) error {
+func runCopy(src *streamSource, pos []string, kind engine.Kind, fl streamFlags, stdout, stderr io.Writer) error {
 	dst, err := openStreamDest(pos[1], kind, stdout)
 	if err != nil {
 		return err
@@ -233,6 +236,19 @@ func runCopy(src *streamSource, pos []string, kind engine.Kind, fl streamFlags, 
 		src.live.Idle = func() { dst.f.Flush() }
 	}
 	start := time.Now()
+	opts := savevm.Options{}
+	if err = src.gunzip(); err != nil {
+		if relay != nil {
+			relay.Stop()
+			relay.Wait(0)
+		}
+		dst.f.Close()
+		return err
+	}
+	bar := newStreamBar(stderr, src.size, "copy")
+	if bar != nil {
+		opts.Progress = func(off int64) { bar.Set64(off) }
+	}
 	st, err := savevm.Copy(dst.f, src.f, opts)
 	el := time.Since(start)
 	if err == nil && relay != nil {
@@ -262,7 +278,7 @@ func runCopy(src *streamSource, pos []string, kind engine.Kind, fl streamFlags, 
 	fmt.Fprintf(stderr, "copied %d bytes (%d section records, %d page records) from %s to %s in %v (%.1f MiB/s; read %s, write %s)\n",
 		st.Bytes, st.Records.Total(), st.Pages.Records, pos[0], pos[1], el.Round(time.Millisecond),
 		float64(st.Bytes)/(1<<20)/max(el.Seconds(), 1e-9), src.f.BackendInfo(), dst.f.BackendInfo())
-	if relay != nil {
+	if relay != nil && (src.conn != nil || rs.Bytes > 0) {
 		if src.conn != nil {
 			fmt.Fprintf(stderr, "return path: %d bytes relayed to the source; %s\n", relay.Relayed(), describeReturnPath(rs))
 		} else {
@@ -405,7 +421,7 @@ type streamSource struct {
 	close func()
 }
 
-// openStreamSource opens SRC for reading, decompressed when it is gzip.
+// openStreamSource opens SRC for reading.
 func openStreamSource(spec string, kind engine.Kind) (*streamSource, error) {
 	opt := engine.WithBackend(kind)
 	s := &streamSource{size: -1}
@@ -443,17 +459,22 @@ func openStreamSource(spec string, kind engine.Kind) (*streamSource, error) {
 			s.conn = file
 		}
 	}
+	s.close = func() { s.f.Close() }
+	return s, nil
+}
+
+// gunzip makes s read the decompressed stream when it is gzip. It waits
+// for the first bytes of a live source: a copy calls it once the
+// destination is connected.
+func (s *streamSource) gunzip() error {
 	z, err := savevm.Gunzip(s.f)
 	if err != nil {
-		s.f.Close()
-		return nil, err
+		return err
 	}
 	if z != s.f {
 		s.f, s.size = z, -1
 	}
-	f := s.f
-	s.close = func() { f.Close() }
-	return s, nil
+	return nil
 }
 
 // openLive opens a File on file: a LiveSource for reading a pipe or

@@ -2,6 +2,7 @@ package savevm_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,4 +141,42 @@ func TestQEMUPostcopyThroughQbench(t *testing.T) {
 			t.Errorf("guest memory %#x..%#x differs between source and destination at %#x", r[0], r[1], r[0]+uint64(firstDiff(a, b)))
 		}
 	}
+}
+
+// TestQEMUExecThroughQbench: QEMU migrates with exec: into "qbench
+// stream copy - unix:DST" whose stdout is a pipe nobody reads (as it can
+// be under QEMU): qbench writes nothing there, so it is not killed by
+// SIGPIPE, exits 0 and reports on stderr; the destination loads the
+// stream.
+func TestQEMUExecThroughQbench(t *testing.T) {
+	bin := needQEMU(t)
+	qb := qbench(t)
+	v := variants()["small"]
+	dir := t.TempDir()
+	dstSock := filepath.Join(dir, "dst.sock")
+	dstQ := startQEMU(t, bin, dir, v, "load")
+	dstQ.cmdOK("migrate-incoming", map[string]any{"uri": "unix:" + dstSock})
+	waitSocket(t, dstSock)
+	srcQ := startQEMU(t, bin, dir, v, "save")
+	errPath, rcPath := filepath.Join(dir, "qbench.err"), filepath.Join(dir, "qbench.rc")
+	// "| true": qbench's stdout is a pipe whose reader is gone.
+	migrate(t, srcQ, v, fmt.Sprintf("exec:(%s stream copy - unix:%s 2>%s; echo $? >%s) | true", qb, dstSock, errPath, rcPath))
+	dstQ.waitMigration("destination")
+	var rc string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if b, err := os.ReadFile(rcPath); err == nil && len(b) > 0 {
+			rc = strings.TrimSpace(string(b))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("qbench did not exit within 30s: %s", mustRead(errPath))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	errs := string(mustRead(errPath))
+	if rc != "0" || !strings.Contains(errs, "copied ") {
+		t.Fatalf("qbench under exec: exited %s (141 is SIGPIPE); stderr: %s", rc, errs)
+	}
+	t.Logf("qbench: %s", strings.TrimSpace(errs))
+	checkLoaded(t, dstQ, dir, v, nil)
 }
