@@ -256,4 +256,3 @@ func TestStreamCopyPipeHasNoReturnPath(t *testing.T) {
 		}
 	}
 }
-
