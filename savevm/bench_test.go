@@ -1,6 +1,7 @@
 package savevm_test
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -61,5 +62,37 @@ func BenchmarkCopy(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkCopyStream copies the stream named by SAVEVM_BENCH_STREAM
+// (a large one: docs/performance.md says how to make it) from a file to
+// a file, per backend.
+func BenchmarkCopyStream(b *testing.B) {
+	path := os.Getenv("SAVEVM_BENCH_STREAM")
+	if path == "" {
+		b.Skip("SAVEVM_BENCH_STREAM names no stream")
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(b.TempDir(), "out.mig")
+	for _, kind := range backends {
+		b.Run(kind.String(), func(b *testing.B) {
+			b.SetBytes(fi.Size())
+			b.ReportAllocs()
+			for b.Loop() {
+				src := openRead(b, path, kind)
+				dst := openWrite(b, out, kind)
+				if _, err := savevm.Copy(dst, src, savevm.Options{}); err != nil {
+					b.Fatal(err)
+				}
+				src.Close()
+				if err := dst.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -55,6 +55,21 @@ func (s *LiveSource) ReadAt(p []byte, _ int64) (int, error) {
 // Close closes the descriptor.
 func (s *LiveSource) Close() error { return s.file.Close() }
 
+// Shutdown wakes a read waiting on a socket, from any goroutine: the
+// socket is shut down for reading. A pipe cannot be.
+func (s *LiveSource) Shutdown() error {
+	if err := unix.Shutdown(s.fd, unix.SHUT_RD); err != nil {
+		return &os.SyscallError{Syscall: "shutdown", Err: err}
+	}
+	return nil
+}
+
+// isRegularFD reports whether fd is a regular file.
+func isRegularFD(fd int) bool {
+	var st unix.Stat_t
+	return fd >= 0 && unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG
+}
+
 // FD returns the descriptor.
 func (s *LiveSource) FD() int { return s.fd }
 

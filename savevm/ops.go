@@ -1,7 +1,6 @@
 package savevm
 
 import (
-	"fmt"
 	"io"
 
 	"github.com/qfile/qfile/engine"
@@ -50,25 +49,6 @@ func walk(src *engine.File, opts Options, each func(r *Reader, rec *Record) erro
 // Stat walks the stream in src and describes it.
 func Stat(src *engine.File, opts Options) (*Stats, error) {
 	return walk(src, opts, nil)
-}
-
-// Copy reads the stream in src and writes it to dst, record by record
-// from the parsed fields, and describes it. The output is byte-identical
-// to the input for every stream the Reader accepts. On an error in the
-// input, what was read before it has been written and flushed. Copy does
-// not close either File.
-func Copy(dst, src *engine.File, opts Options) (*Stats, error) {
-	w := NewWriter(dst)
-	st, err := walk(src, opts, func(r *Reader, rec *Record) error {
-		if err := w.Write(rec); err != nil {
-			return fmt.Errorf("savevm: writing the %s read at byte %d: %w", rec.Kind, rec.Offset, err)
-		}
-		return nil
-	})
-	if ferr := w.Flush(); err == nil && ferr != nil {
-		err = fmt.Errorf("savevm: flushing the copy: %w", ferr)
-	}
-	return st, err
 }
 
 // Verify walks the stream in src, rebuilds the content of each RAM block
