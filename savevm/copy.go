@@ -243,4 +243,3 @@ func readChunk(src *engine.File, b []byte, full bool) (int, error) {
 	}
 	return n, nil
 }
-
