@@ -1,6 +1,7 @@
 package savevm_test
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -65,7 +66,8 @@ func BenchmarkCopy(b *testing.B) {
 	}
 }
 
-// BenchmarkCopyStream copies the stream named by SAVEVM_BENCH_STREAM
+// BenchmarkCopyStream copies the stream named by SAVEVM_BENCH_STREAM, and
+// the same file with io.Copy (copy_file_range, as cat does),
 // (a large one: docs/performance.md says how to make it) from a file to
 // a file, per backend.
 func BenchmarkCopyStream(b *testing.B) {
@@ -78,6 +80,27 @@ func BenchmarkCopyStream(b *testing.B) {
 		b.Fatal(err)
 	}
 	out := filepath.Join(b.TempDir(), "out.mig")
+	// What cat(1) does: io.Copy between two files is copy_file_range.
+	b.Run("cat", func(b *testing.B) {
+		b.SetBytes(fi.Size())
+		for b.Loop() {
+			in, err := os.Open(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			o, err := os.Create(out)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.Copy(o, in); err != nil {
+				b.Fatal(err)
+			}
+			in.Close()
+			if err := o.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	for _, kind := range backends {
 		b.Run(kind.String(), func(b *testing.B) {
 			b.SetBytes(fi.Size())

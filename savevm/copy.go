@@ -42,27 +42,28 @@ type piece struct {
 	err   error
 }
 
-// chunkFeed is the parser File's backend: it serves the chunks the
-// reader sends, and before it moves to the next one it releases the
-// parsed bytes of the chunks it holds to the writer.
+// chunkFeed lends the parser's File the chunks the reader sends
+// (engine.NewBlocks), in place. Each chunk has BufSize bytes of room
+// before its data, where the unread end of the chunk before is copied,
+// so that a record across two chunks reads as one. Before it moves to
+// the next chunk it releases the parsed bytes of the chunks it holds to
+// the writer.
 type chunkFeed struct {
 	in       <-chan piece
 	toWriter chan<- piece
 	failed   <-chan struct{} // closed when the writer failed
+	chunks   [][]byte        // the reader's, with the room in front
 	f        *engine.File    // the parser's File, for its position
 
-	cur      piece // the chunk being served; off into it
-	off      int
-	curStart int64 // stream offset of cur.b[0]
 	held     []piece
 	heldFrom int64 // stream offset of the first held byte
 	err      error
 }
 
-func (c *chunkFeed) ReadAt(p []byte, _ int64) (int, error) {
-	for c.off == len(c.cur.b) {
+func (c *chunkFeed) NextBlock(pending []byte) ([]byte, error) {
+	for {
 		if c.err != nil {
-			return 0, c.err
+			return nil, c.err
 		}
 		c.release(c.f.Tell())
 		var next piece
@@ -71,37 +72,33 @@ func (c *chunkFeed) ReadAt(p []byte, _ int64) (int, error) {
 		case next, ok = <-c.in:
 		case <-c.failed:
 			c.err = errWriteFailed
-			return 0, c.err
+			return nil, c.err
 		}
 		if !ok {
 			c.err = io.EOF
-			return 0, c.err
+			return nil, c.err
 		}
-		c.curStart += int64(len(c.cur.b))
-		c.cur, c.off = next, 0
-		if len(next.b) > 0 || next.last {
-			c.held = append(c.held, next)
+		c.held = append(c.held, next)
+		c.err = next.err
+		if len(next.b) == 0 {
+			continue
 		}
-		if next.err != nil {
-			c.err = next.err
-		}
+		room := engine.BufSize
+		view := c.chunks[next.chunk][room-len(pending) : room+len(next.b)]
+		copy(view, pending)
+		return view, nil
 	}
-	n := copy(p, c.cur.b[c.off:])
-	c.off += n
-	return n, nil
 }
 
 // release hands the held bytes before stream offset upTo to the writer,
 // with the chunks wholly before it.
 func (c *chunkFeed) release(upTo int64) {
-	for len(c.held) > 0 && c.heldFrom < upTo {
+	for len(c.held) > 0 && (c.heldFrom < upTo || len(c.held[0].b) == 0) {
 		h := c.held[0]
-		n := int(min(int64(len(h.b)), upTo-c.heldFrom))
+		n := int(max(0, min(int64(len(h.b)), upTo-c.heldFrom)))
 		whole := n == len(h.b)
-		if n > 0 {
+		if n > 0 || whole {
 			c.toWriter <- piece{b: h.b[:n], chunk: h.chunk, last: whole && h.last}
-		} else if whole && h.last {
-			c.toWriter <- piece{chunk: h.chunk, last: true}
 		}
 		c.heldFrom += int64(n)
 		if !whole {
@@ -149,15 +146,17 @@ func Copy(dst, src *engine.File, opts Options) (*Stats, error) {
 			case <-stop:
 				return
 			}
-			if len(chunks[i]) < size {
-				chunks[i] = make([]byte, size)
+			room := engine.BufSize
+			if len(chunks[i]) < room+size {
+				chunks[i] = make([]byte, room+size)
 			}
-			n, err := readChunk(src, chunks[i], full)
-			if n == len(chunks[i]) {
+			data := chunks[i][room:]
+			n, err := readChunk(src, data, full)
+			if n == len(data) {
 				size = min(2*size, copyChunk)
 			}
 			select {
-			case toParser <- piece{b: chunks[i][:n], chunk: i, last: true, err: err}:
+			case toParser <- piece{b: data[:n], chunk: i, last: true, err: err}:
 			case <-stop:
 				return
 			}
@@ -187,10 +186,10 @@ func Copy(dst, src *engine.File, opts Options) (*Stats, error) {
 		}
 	}()
 
-	feed := &chunkFeed{in: toParser, toWriter: toWriter, failed: failed}
-	pf, err := engine.New(feed, "rb")
+	feed := &chunkFeed{in: toParser, toWriter: toWriter, failed: failed, chunks: chunks}
+	pf, err := engine.NewBlocks(feed)
 	if err != nil {
-		panic(fmt.Sprintf("savevm: Copy: %v", err)) // a chunkFeed is a Reader
+		panic(fmt.Sprintf("savevm: Copy: %v", err)) // a chunkFeed is a BlockSource
 	}
 	feed.f = pf
 	st, err := walk(pf, opts, nil)
