@@ -26,7 +26,7 @@ import (
 // it had is already on its way: a live stream is never held in a buffer.
 
 const (
-	copyChunk  = 1 << 20 // bytes per read: larger than cat's 128 KiB
+	copyChunk  = 256 << 10 // bytes per read: twice cat's 128 KiB
 	copyChunks = 4       // chunks in flight: read ahead, parse, write
 	// firstChunk is where chunks start: they double up to copyChunk
 	// while reads fill them, so that a small stream allocates little.
