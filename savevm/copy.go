@@ -27,7 +27,7 @@ import (
 
 const (
 	copyChunk  = 256 << 10 // bytes per read: twice cat's 128 KiB
-	copyChunks = 4       // chunks in flight: read ahead, parse, write
+	copyChunks = 4         // chunks in flight: read ahead, parse, write
 	// firstChunk is where chunks start: they double up to copyChunk
 	// while reads fill them, so that a small stream allocates little.
 	firstChunk = 64 << 10
