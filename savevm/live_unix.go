@@ -17,21 +17,16 @@ import (
 // destination back to the source (postcopy page requests, SHUT, PONG).
 // Each must move as soon as bytes arrive: a page request that waits in a
 // buffer stalls the destination's vCPU, and a stream record that waits
-// for more input keeps the destination from answering. LiveSource
-// flushes the stream's output whenever its input would wait;
-// ReturnPathRelay writes each piece of the return path the moment it
-// reads it.
+// for more input keeps the destination from answering. Copy writes what
+// it parsed whenever it needs more input; ReturnPathRelay writes each
+// piece of the return path the moment it reads it.
 
 // LiveSource is an engine.Backend that reads a live stream from a socket
-// or pipe descriptor. Before it waits for input it calls Idle, which a
-// proxy sets to flush its output, so that nothing already read waits in
-// a buffer while the input is quiet.
+// or pipe descriptor, blocking or not: each read returns what is there,
+// waiting only when nothing is.
 type LiveSource struct {
 	file *os.File
 	fd   int
-	// Idle is called, from the reading goroutine, before a read that
-	// would wait.
-	Idle func()
 }
 
 // NewLiveSource returns a LiveSource reading file, which it owns (Close
@@ -46,9 +41,6 @@ const maxEINTR = 1 << 10
 // ReadAt reads what is there, up to len(p) bytes, waiting only when
 // nothing is; pos is ignored (a stream).
 func (s *LiveSource) ReadAt(p []byte, _ int64) (int, error) {
-	if s.Idle != nil && !pollIn(s.fd, 0) {
-		s.Idle()
-	}
 	return readFD(s.fd, p)
 }
 

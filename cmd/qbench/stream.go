@@ -231,10 +231,6 @@ func runCopy(src *streamSource, pos []string, kind engine.Kind, fl streamFlags, 
 			return err
 		}
 	}
-	if src.live != nil {
-		// Whatever was read goes out before waiting for more.
-		src.live.Idle = func() { dst.f.Flush() }
-	}
 	start := time.Now()
 	opts := savevm.Options{}
 	if err = src.gunzip(); err != nil {
