@@ -203,13 +203,17 @@ func Copy(dst, src *engine.File, opts Options) (*Stats, error) {
 	close(toWriter)
 	<-writerDone
 	close(stop)
-	if err != nil {
-		// A reader waiting on a live source that will not send more is
-		// woken: the stream is over for this copy.
-		if ls, ok := src.Backend().(*LiveSource); ok {
-			ls.Shutdown()
-		} else {
-			src.Shutdown()
+	select {
+	case <-readerDone:
+	default:
+		if err != nil {
+			// The copy failed while the reader still reads: a live
+			// source that may not send more is shut down.
+			if ls, ok := src.Backend().(*LiveSource); ok {
+				ls.Shutdown()
+			} else {
+				src.Shutdown()
+			}
 		}
 	}
 	for range toParser {

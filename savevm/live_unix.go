@@ -262,8 +262,12 @@ func (r *ReturnPathRelay) CloseWrite() {
 	unix.Shutdown(r.from, unix.SHUT_WR)
 }
 
-// Stop makes the relay's read return: the destination's connection is
-// shut down for reading.
+// Stop makes the relay return: the destination's connection is shut
+// down for reading, and the source's for writing (a source that does
+// not read its return path would hold a write forever).
 func (r *ReturnPathRelay) Stop() {
 	unix.Shutdown(r.from, unix.SHUT_RD)
+	if r.to >= 0 {
+		unix.Shutdown(r.to, unix.SHUT_WR)
+	}
 }
