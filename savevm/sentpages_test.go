@@ -171,8 +171,8 @@ func TestStatCountsDistinctPages(t *testing.T) {
 // 4M of them (36 MB of stream) stays under 256 MB. A bitmap chunked by
 // the block's address space took 2.5 GB here.
 func TestStatMemoryFollowsTheStream(t *testing.T) {
-	pages := testutil.Scale(1<<20, 4<<20)
-	limit := uint64(testutil.Scale(96, 256)) << 20
+	pages := testutil.Scale(1<<19, 4<<20)
+	limit := uint64(testutil.Scale(64, 256)) << 20
 	path := filepath.Join(t.TempDir(), "sparse.mig")
 	dst, err := engine.Open(path, "wb")
 	if err != nil {
