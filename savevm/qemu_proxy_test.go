@@ -3,6 +3,7 @@ package savevm_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,4 +180,107 @@ func TestQEMUExecThroughQbench(t *testing.T) {
 	}
 	t.Logf("qbench: %s", strings.TrimSpace(errs))
 	checkLoaded(t, dstQ, dir, v, nil)
+}
+
+// TestQEMUXBZRLEResends: a running guest migrates with XBZRLE, its
+// 32 MiB rewritten faster than they can be sent, for several passes
+// before QEMU may complete: pages go three times and more, as XBZRLE
+// deltas after the first. Stat must count distinct pages as a plain map
+// over the Reader's records does, and pages sent more than once as
+// pages, not records.
+func TestQEMUXBZRLEResends(t *testing.T) {
+	bin := needQEMU(t)
+	dir := t.TempDir()
+	v := dirtyVariant(t, dir, "xbzrle-running", map[string]bool{"xbzrle": true},
+		map[string]any{"max-bandwidth": 256 << 20, "downtime-limit": 1})
+	out := filepath.Join(dir, "xbzrle.mig")
+	srcQ := startQEMU(t, bin, dir, v, "save")
+	srcQ.cmdOK("cont", nil)
+	srcQ.waitDirty(dir, 3)
+	srcQ.cmdOK("migrate", map[string]any{"uri": "exec:cat > " + out})
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		mi := srcQ.migrateInfo()
+		if mi.Status != "active" && mi.Status != "setup" {
+			t.Fatalf("migration %s: %s", mi.Status, mi.ErrorDesc)
+		}
+		if mi.RAM.DirtySyncCount >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than 5 dirty syncs in 2 minutes: %+v", mi)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srcQ.cmdOK("migrate-set-parameters", map[string]any{"downtime-limit": 2000000})
+	srcQ.waitMigration("xbzrle")
+	srcQ.stop()
+	waitStable(t, out)
+
+	f := openRead(t, out, backends[0])
+	st, err := savevm.Stat(f, savevm.Options{})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same counts, independently: every page record, by block and
+	// address.
+	f = openRead(t, out, backends[0])
+	defer f.Close()
+	r := savevm.NewReader(f, savevm.Options{})
+	type key struct {
+		block string
+		addr  uint64
+	}
+	times := map[key]int{}
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch rec.Kind {
+		case savevm.KindZeroPage, savevm.KindPage, savevm.KindCompressedPage, savevm.KindXBZRLEPage:
+			times[key{rec.Block.Name, rec.Addr}]++
+		}
+	}
+	var resent, repeats, thrice int64
+	for _, n := range times {
+		repeats += int64(n - 1)
+		if n > 1 {
+			resent++
+		}
+		if n > 2 {
+			thrice++
+		}
+	}
+	p := st.Pages
+	t.Logf("%d bytes, %d page records (%d XBZRLE): %d distinct pages, %d sent more than once, %d three times or more, %d repeat records",
+		st.Bytes, p.Records, p.XBZRLE, p.Distinct, p.Resent, thrice, p.RepeatRecords)
+	if thrice == 0 || p.XBZRLE == 0 {
+		t.Fatalf("no page sent three times, or no XBZRLE page (%d): the guest did not dirty enough", p.XBZRLE)
+	}
+	if p.Distinct != int64(len(times)) || p.Resent != resent || p.RepeatRecords != repeats {
+		t.Fatalf("Stat: distinct %d, resent %d, repeat records %d; the records say %d, %d, %d",
+			p.Distinct, p.Resent, p.RepeatRecords, len(times), resent, repeats)
+	}
+}
+
+// waitStable waits until the file at path stops growing (exec:cat may
+// still be writing when QEMU reports completion).
+func waitStable(t *testing.T, path string) {
+	t.Helper()
+	var last int64 = -1
+	for range 100 {
+		fi, err := os.Stat(path)
+		if err == nil && fi.Size() == last {
+			return
+		}
+		if err == nil {
+			last = fi.Size()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
