@@ -15,15 +15,16 @@ import (
 // BenchmarkTCPSegments writes the RAM pattern (8-byte header into the
 // buffer, 4 KiB page by reference, a flush every 64 iovecs) to a
 // loopback TCP connection drained by a goroutine, with and without the
-// engine's whole-segment shaping, and bufio.Writer (32 KiB) for
-// reference. Besides throughput it reports the segments the sending
+// engine's whole-segment shaping, with the kernel merging tails instead
+// (TCP_CORK set, the File unshaped, the cork pulled and set again after
+// each Flush), and bufio.Writer (32 KiB) for reference. Besides throughput it reports the segments the sending
 // socket put out per MB of stream (TCP_INFO's tcpi_segs_out): the
 // per-segment work of both ends that a tail segment adds.
 //
 //	go test -run '^$' -bench TCPSegments -count 6 ./engine
 func BenchmarkTCPSegments(b *testing.B) {
 	ram := benchGuest(16 << 20)
-	for _, impl := range []string{"shaped", "unshaped", "bufio"} {
+	for _, impl := range []string{"shaped", "unshaped", "cork", "bufio"} {
 		b.Run("impl="+impl, func(b *testing.B) {
 			benchTCPSegments(b, ram, impl)
 		})
@@ -68,6 +69,23 @@ func benchTCPSegments(b *testing.B, ram []byte, impl string) {
 			f.PutBufferAsync(page)
 		}
 		flush = f.Flush
+		if impl == "cork" {
+			cork := func(on int) {
+				rc, _ := w.SyscallConn()
+				var err error
+				rc.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, on) })
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			cork(1)
+			flush = func() error {
+				err := f.Flush()
+				cork(0)
+				cork(1)
+				return err
+			}
+		}
 	}
 	pages := len(ram) >> 12
 	b.SetBytes(int64(pages) * (8 + 4096))
