@@ -19,6 +19,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+
+	"github.com/qfile/qfile/bench"
 )
 
 const usage = `qbench measures qfile on QEMU's migration byte patterns against plain Go.
@@ -78,6 +80,9 @@ that did not check out), 2 bad usage.
 `
 
 func main() {
+	// Started as the reading end of a pipe, unix or tcp sink: serve
+	// that and exit.
+	bench.ReceiverMain()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
