@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -134,6 +135,11 @@ func startReceiver(stream *os.File) (*receiverProc, error) {
 		return nil, err
 	}
 	p := &receiverProc{cmd: cmd, out: out, lines: bufio.NewReader(out), stderr: &tailWriter{max: stderrTail}, exited: make(chan struct{})}
+	// The child gets a blocking descriptor, as a program expects of its
+	// standard input (os.Pipe and the unix sink make non-blocking ones).
+	if err := setBlocking(stream); err != nil {
+		return nil, fmt.Errorf("receiver process: %w", err)
+	}
 	cmd.Env = append(os.Environ(), receiverEnv+"=1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stream, outW, p.stderr
 	// A grandchild holding the child's standard error open must not
@@ -150,15 +156,23 @@ func startReceiver(stream *os.File) (*receiverProc, error) {
 		close(p.exited)
 	}()
 	line, err := p.readLine(receiverStartTimeout)
-	if err == nil && line != receiverTag+" ready" {
+	switch {
+	case errors.Is(err, errNoAnswer):
+		p.end(0)
+	case err != nil:
+		p.end(receiverExitWait)
+	case line != receiverTag+" ready":
 		err = fmt.Errorf("its first output is %q, not a receiver's: does the program's main call bench.ReceiverMain?", line)
+		p.end(0)
 	}
 	if err != nil {
-		p.stop()
 		return nil, p.failure("the receiver process did not start", err)
 	}
 	return p, nil
 }
+
+// errNoAnswer is readLine's error when the child said nothing in time.
+var errNoAnswer = errors.New("no answer")
 
 // readLine reads one line of the child's output within d.
 func (p *receiverProc) readLine(d time.Duration) (string, error) {
@@ -166,7 +180,7 @@ func (p *receiverProc) readLine(d time.Duration) (string, error) {
 	line, err := p.lines.ReadString('\n')
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return "", fmt.Errorf("no answer within %v", d)
+			return "", fmt.Errorf("%w within %v", errNoAnswer, d)
 		}
 		if err == io.EOF {
 			return "", errors.New("it closed its output")
@@ -182,20 +196,23 @@ func (p *receiverProc) readLine(d time.Duration) (string, error) {
 func (p *receiverProc) result() drainResult {
 	line, err := p.readLine(receiverReportTimeout)
 	if err != nil {
-		p.stop()
+		if errors.Is(err, errNoAnswer) {
+			p.end(0)
+		} else {
+			p.end(receiverExitWait)
+		}
 		return drainResult{err: p.failure("the receiver process did not report", err)}
 	}
 	res, err := parseReport(line)
 	if err != nil {
-		p.stop()
+		p.end(receiverExitWait)
 		return drainResult{n: res.n, err: p.failure("the receiver process", err)}
 	}
-	select {
-	case <-p.exited:
-	case <-time.After(receiverExitWait):
-		p.stop()
+	if _, ok := p.exitState(receiverExitWait); !ok {
+		p.end(0)
 		return drainResult{err: p.failure("the receiver process did not exit after its report", nil)}
 	}
+	p.end(0)
 	if p.waitErr != nil {
 		return drainResult{err: p.failure("the receiver process failed after its report", nil)}
 	}
@@ -226,12 +243,16 @@ func parseReport(line string) (drainResult, error) {
 // exitState says how the child ended if it exits within d: "exited with
 // exit status 1", "killed by signal: killed". ok is false while it runs.
 func (p *receiverProc) exitState(d time.Duration) (state string, ok bool) {
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
 	case <-p.exited:
-	case <-t.C:
-		return "", false
+	default:
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-p.exited:
+		case <-t.C:
+			return "", false
+		}
 	}
 	if p.waitErr == nil {
 		return "exited with status 0", true
@@ -262,18 +283,36 @@ func (p *receiverProc) failure(what string, err error) error {
 
 // stop kills the child unless it has exited, reaps it and closes our end
 // of its output. It is idempotent.
-func (p *receiverProc) stop() {
+func (p *receiverProc) stop() { p.end(0) }
+
+// end waits up to d for the child to exit by itself, then kills it, reaps
+// it and closes our end of its output. It is idempotent.
+func (p *receiverProc) end(d time.Duration) {
 	if p.stopped {
 		return
 	}
 	p.stopped = true
-	select {
-	case <-p.exited:
-	default:
+	if _, ok := p.exitState(d); !ok {
 		p.cmd.Process.Kill()
 		<-p.exited
 	}
 	p.out.Close()
+}
+
+// setBlocking clears O_NONBLOCK on f's descriptor.
+func setBlocking(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = syscall.SetNonblock(int(fd), false) }); err != nil {
+		return err
+	}
+	if serr != nil {
+		return &os.SyscallError{Syscall: "fcntl O_NONBLOCK", Err: serr}
+	}
+	return nil
 }
 
 // tailWriter keeps the last max bytes written to it. The child's standard
