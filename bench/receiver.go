@@ -140,7 +140,9 @@ func startReceiver(stream *os.File) (*receiverProc, error) {
 	if err := setBlocking(stream); err != nil {
 		return nil, fmt.Errorf("receiver process: %w", err)
 	}
-	cmd.Env = append(os.Environ(), receiverEnv+"=1")
+	// A receiver built with -race would sleep a second at exit
+	// (ThreadSanitizer's atexit_sleep_ms) before the run can reap it.
+	cmd.Env = append(os.Environ(), receiverEnv+"=1", "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stream, outW, p.stderr
 	// A grandchild holding the child's standard error open must not
 	// hold up Wait.
