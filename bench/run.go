@@ -518,16 +518,23 @@ func (r *Run) describeWith(ep *endpoint, err error) error {
 	return fmt.Errorf("%s %s to %s: %w", r.cfg.Impl, r.cfg.Workload, ep.desc, err)
 }
 
-// WarmupDuration is the length of Warmup's run.
-const WarmupDuration = 100 * time.Millisecond
+// Warm-up bounds: a warm-up run is as long as a measured one, up to these.
+const (
+	WarmupDuration = 100 * time.Millisecond
+	WarmupSize     = 64 << 20
+)
 
-// Warmup runs c once for WarmupDuration and discards the result, so the
-// first measured run of c does not pay for first use: page faults in
-// guest RAM, the engine's arena and the sink, the receiver's executable
-// coming into the page cache, a cold CPU frequency. The stream is
-// checked as in every run: a case that fails does so here.
-func Warmup(c Config) error {
-	_, err := Measure(c, WarmupDuration, 0)
+// Warmup runs c once, untimed, as Measure(c, d, size) would but no
+// longer than WarmupDuration or WarmupSize, so the first measured run of
+// c does not pay for first use: page faults in guest RAM, the engine's
+// arena and the sink, the receiver's executable coming into the page
+// cache, a cold CPU frequency. The stream is checked as in every run: a
+// case that fails does so here.
+func Warmup(c Config, d time.Duration, size int64) error {
+	if size > 0 {
+		size = min(size, WarmupSize)
+	}
+	_, err := Measure(c, min(d, WarmupDuration), size)
 	return err
 }
 
