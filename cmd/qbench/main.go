@@ -9,7 +9,9 @@
 // --memprofile and --trace.
 //
 // The measurements are package bench's; this command has flags and
-// printing only.
+// printing only. The pipe, unix and tcp sinks are read by qbench itself,
+// started again as a child process that bench.ReceiverMain turns into
+// the sink's receiver, so the CPU figures are the writer's alone.
 package main
 
 import (
