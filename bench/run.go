@@ -506,8 +506,9 @@ func (r *Run) describe(err error) error { return r.describeWith(r.ep, err) }
 func (r *Run) failed(err error) error {
 	if p := r.ep.recv; p != nil {
 		// The writer sees EPIPE as the child's descriptors close, a
-		// moment before the child is reaped.
-		if st, ok := p.exitState(receiverExitWait); ok {
+		// moment before the child is reaped; a child still running a
+		// second later is not the cause.
+		if st, ok := p.exitState(time.Second); ok {
 			err = fmt.Errorf("%w (the receiver process %s)", err, st)
 		}
 	}
