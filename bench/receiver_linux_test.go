@@ -110,6 +110,22 @@ func TestProcessCPU(t *testing.T) {
 	if u1 <= u0 || s1 < s0 {
 		t.Errorf("user %v → %v, system %v → %v: want user time to grow", u0, u1, s0, s1)
 	}
+
+	// A child's CPU, reaped or not, is not ours: what lets a receiver
+	// process keep its work out of the writer's figure.
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	u2, s2 := processCPU()
+	child := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	ours := u2 - u1 + s2 - s1
+	if child < 50*time.Millisecond {
+		t.Skipf("the child used only %v of CPU: too little to tell", child)
+	}
+	if ours >= child/2 {
+		t.Errorf("this process's CPU grew by %v while a child used %v: children must not count", ours, child)
+	}
 }
 
 // TestReceiverFailures: a receiver that cannot start, is not a receiver,
