@@ -180,6 +180,13 @@ type Config struct {
 	// HugePages asks the guest RAM arena for transparent huge pages
 	// (arena.Config.HugePages); it needs RAMArena.
 	HugePages bool
+	// Receiver is where the reading end of a pipe, unix or tcp sink
+	// runs: ReceiverProcess (the default: a child process, so this
+	// process's CPU time is the writer's alone and the two ends do not
+	// share a Go scheduler) or ReceiverGoroutine. Other sinks have no
+	// reader of ours and ignore it. It names the case (recv=goroutine)
+	// when it is not the default.
+	Receiver string
 	// Timer, when set (a *testing.B), is stopped around untimed work
 	// inside a run.
 	Timer Timer
@@ -303,6 +310,11 @@ func (c Config) Validate() error {
 	} else if c.Impl == ImplDirect256 {
 		return fmt.Errorf("%s is the peer of the odirect sink, not of %q", ImplDirect256, c.Sink)
 	}
+	switch c.Receiver {
+	case "", ReceiverProcess, ReceiverGoroutine:
+	default:
+		return fmt.Errorf("unknown receiver %q (want %s or %s)", c.Receiver, ReceiverProcess, ReceiverGoroutine)
+	}
 	if c.HugePages && !c.RAMArena {
 		return errors.New("huge pages are an option of the guest RAM arena: they need RAMArena (--ram-arena)")
 	}
@@ -322,7 +334,8 @@ func (c Config) Validate() error {
 // "Benchmark" prefix: "RAM/sink=null/impl=uring", then the settings that
 // differ from their defaults: "/reg=on" or "/reg=off" when Registered is
 // set on an io_uring implementation of the engine, "/guest=arena" (or
-// "guest=arena-huge") for arena guest RAM. `go test -bench` and qbench
+// "guest=arena-huge") for arena guest RAM, "/recv=goroutine" for a
+// pipe, unix or tcp sink read in this process. `go test -bench` and qbench
 // --benchstat use the same names, so benchstat can pivot on impl, reg
 // and guest (a name without the key is the default: an empty column).
 func (c Config) BenchName() string {
@@ -352,7 +365,23 @@ func (c Config) BenchName() string {
 	case c.RAMArena:
 		name += "/guest=arena"
 	}
+	if c.receiver() == ReceiverGoroutine {
+		name += "/recv=goroutine"
+	}
 	return name
+}
+
+// receiver returns where the sink's reader runs: ReceiverProcess or
+// ReceiverGoroutine on the pipe, unix and tcp sinks, "" on the others.
+func (c Config) receiver() string {
+	switch c.Sink {
+	case SinkPipe, SinkUnix, SinkTCP:
+		if c.Receiver == "" {
+			return ReceiverProcess
+		}
+		return c.Receiver
+	}
+	return ""
 }
 
 // usesRing reports whether impl may run on the io_uring backend, where

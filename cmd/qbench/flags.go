@@ -45,6 +45,7 @@ type options struct {
 	sndbufSet  bool // --sndbuf or sndbuf= given (0 then means: leave the socket alone)
 	ramArena   bool
 	hugePages  bool
+	receiver   string // --receiver, compare key receiver=
 	json       bool
 	benchstat  bool
 	plot       string
@@ -122,6 +123,7 @@ func newFlagSet(name string, o *options) *flag.FlagSet {
 	fs.Var(&o.sndbuf, "sndbuf", "")
 	fs.BoolVar(&o.ramArena, "ram-arena", false, "")
 	fs.BoolVar(&o.hugePages, "hugepages", false, "")
+	fs.StringVar(&o.receiver, "receiver", "", "")
 	fs.BoolVar(&o.json, "json", false, "")
 	fs.BoolVar(&o.benchstat, "benchstat", false, "")
 	fs.StringVar(&o.plot, "plot", "", "")
@@ -177,6 +179,7 @@ func (o *options) config(impl string) bench.Config {
 		SendBuffer: sendBuffer(o.sndbuf, o.sndbufSet),
 		RAMArena:   o.ramArena,
 		HugePages:  o.hugePages,
+		Receiver:   o.receiver,
 	}
 }
 
@@ -243,8 +246,10 @@ func (o *options) applyPair(key, val string) error {
 		o.ramArena, err = strconv.ParseBool(val)
 	case "hugepages":
 		o.hugePages, err = strconv.ParseBool(val)
+	case "receiver":
+		o.receiver = val
 	default:
-		return fmt.Errorf("unknown key %q (want impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg, vmsplice, shape, sndbuf, ram-arena or hugepages)", key)
+		return fmt.Errorf("unknown key %q (want impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg, vmsplice, shape, sndbuf, ram-arena, hugepages or receiver)", key)
 	}
 	if err != nil {
 		return fmt.Errorf("%s=%s: %w", key, val, err)

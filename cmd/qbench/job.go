@@ -56,7 +56,15 @@ func median(v []float64) float64 {
 
 // runRounds runs every series once per round, in order, count rounds:
 // A B C A B C ..., so drift (heat, other load) spreads over all of them.
+// A short untimed warm-up of each series comes first, so the first round
+// is not an outlier.
 func runRounds(all []*series, o *options, pr *progress) error {
+	for _, s := range all {
+		pr.describe(s.label + " (warm-up)")
+		if err := bench.Warmup(s.cfg, o.duration, int64(o.size)); err != nil {
+			return err
+		}
+	}
 	for round := 0; round < o.count; round++ {
 		for _, s := range all {
 			pr.describe(s.label)

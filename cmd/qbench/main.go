@@ -9,7 +9,9 @@
 // --memprofile and --trace.
 //
 // The measurements are package bench's; this command has flags and
-// printing only.
+// printing only. The pipe, unix and tcp sinks are read by qbench itself,
+// started again as a child process that bench.ReceiverMain turns into
+// the sink's receiver, so the CPU figures are the writer's alone.
 package main
 
 import (
@@ -19,6 +21,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+
+	"github.com/qfile/qfile/bench"
 )
 
 const usage = `qbench measures qfile on QEMU's migration byte patterns against plain Go.
@@ -61,13 +65,18 @@ Flags:
                   the engine's, 4MiB; 0 leaves the socket's alone)
   --ram-arena     guest RAM from an off-heap arena instead of the Go heap;
                   --hugepages with transparent huge pages
+  --receiver R    reader of the pipe, unix and tcp sinks: process (default: qbench
+                  started again as a child, so usr/sys s/GB are the writer's CPU
+                  alone) or goroutine (in this process: on few cores it competes
+                  with the writer, and its CPU is counted with the writer's)
   --json          print JSON; --benchstat print Go benchmark lines for benchstat
   --plot FILE     draw GB/s per configuration to FILE.svg or FILE.png
   --cpuprofile F, --memprofile F, --trace F   profiles (docs/profiling.md)
 
 CONFIG (compare): an implementation name, or key=value pairs joined by commas
 with keys impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg and
-vmsplice and shape (on or off), sndbuf, ram-arena, hugepages (true or false), e.g.
+vmsplice and shape (on or off), sndbuf, ram-arena, hugepages (true or false),
+receiver (process or goroutine), e.g.
   qbench compare --sink pipe uring syscall bufio
   qbench compare impl=uring,depth=1 impl=uring,depth=8
   qbench compare --sink odirect impl=uring,reg=on impl=uring,reg=off direct256
@@ -78,6 +87,9 @@ that did not check out), 2 bad usage.
 `
 
 func main() {
+	// Started as the reading end of a pipe, unix or tcp sink: serve
+	// that and exit.
+	bench.ReceiverMain()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
