@@ -169,6 +169,10 @@ type Config struct {
 	// writes every flush as it is, its last partial TCP segment
 	// included. It names the case (shape=on, shape=off).
 	Shape Toggle
+	// PageCopy is passed to engine.WithPageCopy when set: On copies the
+	// RAM pattern's pages into the File's buffer, Off references them.
+	// It names the case (pagecopy=on, pagecopy=off).
+	PageCopy Toggle
 	// SendBuffer is passed to engine.WithSendBuffer when non-zero (a
 	// negative value passes 0: the Unix socket's buffer left alone). It
 	// names the case (sndbuf=N, or sndbuf=0) for the engine on Unix
@@ -327,6 +331,9 @@ func (c Config) Validate() error {
 	if c.Shape > Off {
 		return fmt.Errorf("TCP segment shaping: invalid Toggle %d", c.Shape)
 	}
+	if c.PageCopy > Off {
+		return fmt.Errorf("page copy: invalid Toggle %d", c.PageCopy)
+	}
 	return nil
 }
 
@@ -355,6 +362,9 @@ func (c Config) BenchName() string {
 	}
 	if c.Shape != Unset && IsEngine(c.Impl) {
 		name += "/shape=" + c.Shape.String()
+	}
+	if c.PageCopy != Unset && IsEngine(c.Impl) {
+		name += "/pagecopy=" + c.PageCopy.String()
 	}
 	if c.SendBuffer != 0 && IsEngine(c.Impl) {
 		name += fmt.Sprintf("/sndbuf=%d", max(c.SendBuffer, 0))

@@ -79,6 +79,9 @@ func engineOptions(c Config) []engine.Option {
 	if c.Shape != Unset {
 		opts = append(opts, engine.WithTCPSegmentShaping(c.Shape == On))
 	}
+	if c.PageCopy != Unset {
+		opts = append(opts, engine.WithPageCopy(c.PageCopy == On))
+	}
 	if c.SendBuffer != 0 {
 		opts = append(opts, engine.WithSendBuffer(max(c.SendBuffer, 0)))
 	}

@@ -179,7 +179,15 @@ func writeSinks(k engine.Kind) []writeSink {
 			return mustFile(t)(engine.NewOSFile(w, "wb", opt)), drain(t, r)
 		}},
 		// The pipe above is written with writev (vmsplice is off
-		// unless asked for); these are the other pipe modes.
+		// unless asked for) and copies its async puts' spans into the
+		// buffer; these are the other pipe modes.
+		{"pipe-refs", func(t *testing.T) (*engine.File, func() []byte) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return mustFile(t)(engine.NewOSFile(w, "wb", opt, engine.WithPageCopy(false))), drain(t, r)
+		}},
 		{"pipe-vmsplice", func(t *testing.T) (*engine.File, func() []byte) {
 			r, w, err := os.Pipe()
 			if err != nil {

@@ -40,6 +40,7 @@ type options struct {
 	wrap       sizeFlag
 	registered toggleFlag
 	vmsplice   bench.Toggle // compare key vmsplice=on|off
+	pageCopy   bench.Toggle // compare key pagecopy=on|off
 	shape      toggleFlag
 	sndbuf     sizeFlag
 	sndbufSet  bool // --sndbuf or sndbuf= given (0 then means: leave the socket alone)
@@ -176,6 +177,7 @@ func (o *options) config(impl string) bench.Config {
 		Registered: bench.Toggle(o.registered),
 		Vmsplice:   o.vmsplice,
 		Shape:      bench.Toggle(o.shape),
+		PageCopy:   o.pageCopy,
 		SendBuffer: sendBuffer(o.sndbuf, o.sndbufSet),
 		RAMArena:   o.ramArena,
 		HugePages:  o.hugePages,
@@ -239,6 +241,11 @@ func (o *options) applyPair(key, val string) error {
 		}
 	case "shape":
 		err = o.shape.Set(val)
+	case "pagecopy":
+		var t bench.Toggle
+		if t, err = bench.ParseToggle(val); err == nil {
+			o.pageCopy = t
+		}
 	case "sndbuf":
 		o.sndbufSet = true
 		err = o.sndbuf.Set(val)
@@ -249,7 +256,7 @@ func (o *options) applyPair(key, val string) error {
 	case "receiver":
 		o.receiver = val
 	default:
-		return fmt.Errorf("unknown key %q (want impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg, vmsplice, shape, sndbuf, ram-arena, hugepages or receiver)", key)
+		return fmt.Errorf("unknown key %q (want impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg, vmsplice, shape, pagecopy, sndbuf, ram-arena, hugepages or receiver)", key)
 	}
 	if err != nil {
 		return fmt.Errorf("%s=%s: %w", key, val, err)

@@ -75,7 +75,7 @@ Flags:
 
 CONFIG (compare): an implementation name, or key=value pairs joined by commas
 with keys impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg and
-vmsplice and shape (on or off), sndbuf, ram-arena, hugepages (true or false),
+vmsplice, shape and pagecopy (on or off), sndbuf, ram-arena, hugepages (true or false),
 receiver (process or goroutine), e.g.
   qbench compare --sink pipe uring syscall bufio
   qbench compare impl=uring,depth=1 impl=uring,depth=8
