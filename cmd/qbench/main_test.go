@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
-	"image/png"
 	"io"
 	"net"
 	"os"
@@ -138,7 +137,7 @@ func TestBadUsage(t *testing.T) {
 		if code != 2 || out != "" {
 			t.Errorf("%q: exit %d, stdout %q; want 2 and nothing", a, code, out)
 		}
-		if strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "qbench: ") {
+		if strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "qbench") {
 			t.Errorf("%q: stderr %q, want one line", a, errs)
 		}
 	}
@@ -200,11 +199,9 @@ func TestCompareBenchstatNames(t *testing.T) {
 
 func TestPlot(t *testing.T) {
 	dir := t.TempDir()
-	svg, pngFile := filepath.Join(dir, "a.svg"), filepath.Join(dir, "a.png")
-	for _, f := range []string{svg, pngFile} {
-		if code, _, errs := qbench(t, args("--backend", "syscall,bufio", "--plot", f)...); code != 0 {
-			t.Fatalf("exit %d: %s", code, errs)
-		}
+	svg := filepath.Join(dir, "a.svg")
+	if code, _, errs := qbench(t, args("--backend", "syscall,bufio", "--count", "2", "--plot", svg)...); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
 	}
 	b, err := os.ReadFile(svg)
 	if err != nil {
@@ -215,18 +212,6 @@ func TestPlot(t *testing.T) {
 	}
 	if err := xml.Unmarshal(b, &root); err != nil || root.XMLName.Local != "svg" || !bytes.Contains(b, []byte("bufio")) {
 		t.Errorf("SVG: root %q, err %v", root.XMLName.Local, err)
-	}
-	f, err := os.Open(pngFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := img.Bounds(); r.Dx() < 200 || r.Dy() < 100 {
-		t.Errorf("PNG of %v", r)
 	}
 }
 
@@ -242,9 +227,9 @@ func TestProfiles(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	// A profile that cannot be written is a clear error before any run.
+	// A profile that cannot be written is a usage error before any run.
 	code, _, errs = qbench(t, args("--cpuprofile", filepath.Join(dir, "no", "such", "dir"))...)
-	if code != 1 || !strings.Contains(errs, "--cpuprofile") {
+	if code != 2 || !strings.Contains(errs, "--cpuprofile") {
 		t.Errorf("exit %d, stderr %q", code, errs)
 	}
 }
@@ -302,7 +287,7 @@ func TestVersionAndHelp(t *testing.T) {
 	}
 	for _, a := range []string{"--help", "-h", "help"} {
 		code, out, errs := qbench(t, a)
-		if code != 0 || !strings.Contains(out, "Usage:") || !strings.Contains(out, "qbench compare") || errs != "" {
+		if code != 0 || !strings.HasPrefix(out, "Usage: qbench [flags]") || !strings.Contains(out, "\n  compare ") || errs != "" {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q", a, code, out, errs)
 		}
 	}
@@ -323,10 +308,10 @@ func TestSettingFlags(t *testing.T) {
 		{[]string{"--registered=false", "--ram-arena"}, bench.Off, true, false},
 		{[]string{"--ram-arena", "--hugepages"}, bench.Unset, true, true},
 	} {
-		var o options
-		fs := newFlagSet("qbench", &o)
+		cmd := mainCommand()
+		o := cmd.opts.(*options)
 		var out, errb bytes.Buffer
-		if done, code := parseFlags(fs, tc.args, &o, &out, &errb); done {
+		if _, done, code := cmd.parse(tc.args, &out, &errb); done {
 			t.Fatalf("%q: exit %d: %s", tc.args, code, errb.String())
 		}
 		c := o.config(bench.ImplUring)
@@ -337,8 +322,11 @@ func TestSettingFlags(t *testing.T) {
 			t.Errorf("%q: %v", tc.args, err)
 		}
 	}
-	var o options
-	newFlagSet("qbench compare", &o)
+	cmd := compareCommand()
+	if _, done, code := cmd.parse(nil, io.Discard, io.Discard); done {
+		t.Fatalf("compare defaults: exit %d", code)
+	}
+	o := cmd.opts.(*options).runOptions
 	c, err := compareConfig(o, "impl=uring,reg=off,ram-arena=true,hugepages=true")
 	if err != nil || c.Registered != bench.Off || !c.RAMArena || !c.HugePages || c.BenchName() != "RAM/sink=null/impl=uring/reg=off/guest=arena-huge" {
 		t.Errorf("compare config %+v (%q), %v", c, c.BenchName(), err)
