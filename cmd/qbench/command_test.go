@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // flagNames returns the --flags a help text lists in its Flags section.
@@ -179,5 +180,35 @@ func TestBenchstatCount(t *testing.T) {
 	}
 	if n := strings.Count(out, "\nBenchmark"); n != benchstatCount {
 		t.Errorf("%d benchmark lines, want %d:\n%s", n, benchstatCount, out)
+	}
+}
+
+// TestBar: the progress line counts runs or bytes, redraws in place and
+// ends its line (stream commands) or erases it (the main job); it is
+// absent when stderr is not a terminal.
+func TestBar(t *testing.T) {
+	b := newBar(new(strings.Builder), "x", 10, false, false)
+	if b != nil {
+		t.Fatal("a bar on a non-terminal")
+	}
+	b.set(1) // nil bars do nothing
+	b.finish()
+	var out strings.Builder
+	steps := &bar{w: &out, what: "qbench uring", total: 4, clear: true, start: time.Now()}
+	steps.add(1)
+	steps.add(1) // within barEvery: not drawn
+	if got := out.String(); got != "\rqbench uring [=======                       ] 1/4\033[K" {
+		t.Errorf("steps: %q", got)
+	}
+	steps.finish()
+	if !strings.HasSuffix(out.String(), "\r\033[K") {
+		t.Errorf("finish did not erase the line: %q", out.String())
+	}
+	out.Reset()
+	bytes := &bar{w: &out, what: "stat", total: 4 << 20, bytes: true, start: time.Now().Add(-time.Second)}
+	bytes.set(2 << 20)
+	bytes.finish()
+	if got := out.String(); !strings.Contains(got, "stat [===============               ] 2.0 MiB / 4.0 MiB  ") || !strings.Contains(got, " MiB/s") || !strings.HasSuffix(got, "\n") {
+		t.Errorf("bytes: %q", got)
 	}
 }

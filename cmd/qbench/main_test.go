@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -212,6 +213,28 @@ func TestPlot(t *testing.T) {
 	}
 	if err := xml.Unmarshal(b, &root); err != nil || root.XMLName.Local != "svg" || !bytes.Contains(b, []byte("bufio")) {
 		t.Errorf("SVG: root %q, err %v", root.XMLName.Local, err)
+	}
+	// One bar per series, in the engine's and the peers' colours, a
+	// labelled axis and a legend.
+	for _, want := range []string{
+		`fill="` + colourEngine + `"><title>syscall: median `,
+		`fill="` + colourPeer + `"><title>bufio: median `,
+		"GB/s (10^9 stream bytes per second)", "whisker: min–max of 2 runs", "peer (plain Go)",
+	} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("SVG lacks %q", want)
+		}
+	}
+	if n := bytes.Count(b, []byte("<title>")); n != 2 {
+		t.Errorf("%d bars, want 2", n)
+	}
+}
+
+func TestNiceStep(t *testing.T) {
+	for _, tc := range []struct{ max, want float64 }{{60, 20}, {7.3, 2}, {0.9, 0.2}, {2552, 1000}, {10, 2}, {0, 1}} {
+		if got := niceStep(tc.max, plotTicks); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("niceStep(%g) = %g, want %g", tc.max, got, tc.want)
+		}
 	}
 }
 

@@ -13,9 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/sys/unix"
-	"golang.org/x/term"
 
 	"github.com/qfile/qfile/engine"
 	"github.com/qfile/qfile/savevm"
@@ -220,8 +218,8 @@ func runStream(sub string, pos []string, kind engine.Kind, fl streamFlags, stdou
 	opts := savevm.Options{}
 	bar := newStreamBar(stderr, src.size, sub)
 	if bar != nil {
-		opts.Progress = func(off int64) { bar.Set64(off) }
-		defer bar.Finish()
+		opts.Progress = bar.set
+		defer bar.finish()
 	}
 	switch sub {
 	case "stat":
@@ -323,7 +321,7 @@ func runCopy(src *streamSource, pos []string, kind engine.Kind, fl streamFlags, 
 	}
 	bar := newStreamBar(stderr, src.size, "copy")
 	if bar != nil {
-		opts.Progress = func(off int64) { bar.Set64(off) }
+		opts.Progress = bar.set
 	}
 	st, err := savevm.Copy(dst.f, src.f, opts)
 	el := time.Since(start)
@@ -344,10 +342,7 @@ func runCopy(src *streamSource, pos []string, kind engine.Kind, fl streamFlags, 
 	if cerr := dst.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("closing %s: %w", pos[1], cerr)
 	}
-	if bar != nil {
-		bar.Finish()
-		fmt.Fprintln(stderr)
-	}
+	bar.finish()
 	if err != nil {
 		return err
 	}
@@ -467,23 +462,6 @@ func printStats(w io.Writer, st *savevm.Stats, src *engine.File) {
 			fmt.Fprintf(w, "  page request at byte %d: %s @%#x, %d bytes\n", r.At, r.Block, r.Offset, r.Length)
 		}
 	}
-}
-
-// newStreamBar returns a progress bar on stderr when it is a terminal.
-func newStreamBar(stderr io.Writer, size int64, what string) *progressbar.ProgressBar {
-	f, ok := stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return nil
-	}
-	return progressbar.NewOptions64(size,
-		progressbar.OptionSetWriter(stderr),
-		progressbar.OptionSetDescription(what),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetPredictTime(size > 0),
-	)
 }
 
 // streamSource is an opened SRC.
