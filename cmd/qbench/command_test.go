@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -210,5 +211,50 @@ func TestBar(t *testing.T) {
 	bytes.finish()
 	if got := out.String(); !strings.Contains(got, "stat [===============               ] 2.0 MiB / 4.0 MiB  ") || !strings.Contains(got, " MiB/s") || !strings.HasSuffix(got, "\n") {
 		t.Errorf("bytes: %q", got)
+	}
+}
+
+// snakeKeys returns the keys of a JSON document that are not snake_case.
+func snakeKeys(t *testing.T, doc []byte) []string {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(doc, &v); err != nil {
+		t.Fatalf("not JSON: %v", err)
+	}
+	snake := regexp.MustCompile(`^[a-z0-9]+(_[a-z0-9]+)*$`)
+	var bad []string
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if !snake.MatchString(k) {
+					bad = append(bad, k)
+				}
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	return bad
+}
+
+// TestJSONKeys: every key of the --json documents is snake_case.
+func TestJSONKeys(t *testing.T) {
+	for _, a := range [][]string{
+		args("--backend", "uring,bufio", "--json"),
+		{"soak", "--duration", "400ms", "--interval", "200ms", "--sink", "null", "--ram", "2MiB", "--json"},
+	} {
+		code, out, errs := qbench(t, a...)
+		if code != 0 {
+			t.Fatalf("%q: exit %d: %s", a, code, errs)
+		}
+		if bad := snakeKeys(t, []byte(out)); len(bad) > 0 {
+			t.Errorf("%q: keys not snake_case: %q", a, bad)
+		}
 	}
 }

@@ -135,7 +135,10 @@ func (r *report) header(w io.Writer) {
 		guestMem = " (arena)"
 	}
 	fmt.Fprintf(w, "guest RAM %s%s, %.0f%% zero pages · %s %s\n", bench.FormatSize(int64(o.ram)), guestMem, o.zero*100, per, what)
-	fmt.Fprintf(w, "%s · %s, %d logical cores", e.Kernel, e.CPU, e.LogicalCores)
+	fmt.Fprintf(w, "%s · %s, %d logical CPUs", e.Kernel, e.CPU, e.LogicalCores)
+	if e.PhysicalCores > 0 {
+		fmt.Fprintf(w, " on %d physical cores", e.PhysicalCores)
+	}
 	if e.Features != "" {
 		fmt.Fprintf(w, " (%s)", e.Features)
 	}
