@@ -49,7 +49,7 @@ func (c *command) parse(args []string, stdout, stderr io.Writer) (operands []str
 				c.help(stdout)
 				return nil, true, 0
 			}
-			return nil, true, c.usageError(stderr, err)
+			return nil, true, c.usageError(stderr, dashes(err))
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -79,6 +79,16 @@ func (c *command) flagSet() *flag.FlagSet {
 	fs.Usage = func() {}
 	c.opts.register(fs)
 	return fs
+}
+
+// dashes spells the flag package's errors with the flags as they are
+// documented: "--count", not "-count".
+func dashes(err error) error {
+	msg := err.Error()
+	msg = strings.Replace(msg, "flag provided but not defined: -", "unknown flag --", 1)
+	msg = strings.Replace(msg, " for flag -", " for flag --", 1)
+	msg = strings.Replace(msg, "flag needs an argument: -", "flag needs an argument: --", 1)
+	return errors.New(msg)
 }
 
 // usageError prints a one-line usage error naming the command and its

@@ -59,6 +59,11 @@ func TestCommandHelp(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "qbench stream stat") || !strings.Contains(out, "qbench stream stat --help") {
 		t.Errorf("stream --help: exit %d\n%s", code, out)
 	}
+	// qbench help COMMAND is COMMAND --help.
+	code, out, _ = qbench(t, "help", "stream", "copy")
+	if code != 0 || !strings.HasPrefix(out, "Usage: qbench stream copy") {
+		t.Errorf("help stream copy: exit %d\n%s", code, out)
+	}
 }
 
 func firstLine(s string) string {
@@ -104,21 +109,23 @@ func TestValidationBeforeWork(t *testing.T) {
 		{[]string{"--plot", "chart.png"}, "want a .svg file"},
 		{[]string{"--dir", filepath.Join(dir, "nodir")}, "--dir"},
 		{[]string{"--sink", "floppy"}, "unknown sink"},
-		{[]string{"--bogus"}, "flag provided but not defined: -bogus"},
-		{[]string{"--count", "x"}, `invalid value "x" for flag -count`},
+		{[]string{"--bogus"}, "unknown flag --bogus"},
+		{[]string{"--count", "x"}, `invalid value "x" for flag --count`},
+		{[]string{"--ram", "lots"}, `invalid value "lots" for flag --ram: invalid size "lots"`},
+		{[]string{"compare", "--sink"}, "flag needs an argument: --sink"},
 		{[]string{"compare", "impl=uring,depth=100000", "syscall"}, "want a queue depth from 1 to 32768"},
 		{[]string{"compare", "--ram", "0", "uring", "syscall"}, "--ram 0"},
 		{[]string{"soak", "--ram", "0"}, "--ram 0"},
 		{[]string{"soak", "--depth", "100000"}, "--depth 100000"},
 		{[]string{"sink", "--listen", ":0", "--conns", "-1"}, "--conns -1"},
-		{[]string{"sink", "--listen", ":0", "--workload", "ram"}, "flag provided but not defined: -workload"},
+		{[]string{"sink", "--listen", ":0", "--workload", "ram"}, "unknown flag --workload"},
 		{[]string{"stream", "stat", "--backend", "floppy", src}, "--backend"},
 		{[]string{"stream", "stat", "--return-path", filepath.Join(dir, "none"), src}, "--return-path"},
-		{[]string{"stream", "stat", "--capture-return-path", dst, src}, "flag provided but not defined"},
+		{[]string{"stream", "stat", "--capture-return-path", dst, src}, "unknown flag --"},
 		{[]string{"stream", "copy", "--backend", "floppy", src, dst}, "--backend"},
 		{[]string{"stream", "copy", "--capture-return-path", filepath.Join(dir, "nodir", "rp"), src, dst}, "--capture-return-path"},
 		{[]string{"stream", "copy", src}, "want 2 operand(s), got 1"},
-		{[]string{"stream", "verify", "--json", "--bogus", src}, "flag provided but not defined"},
+		{[]string{"stream", "verify", "--json", "--bogus", src}, "unknown flag --"},
 	} {
 		a := tc.args
 		if a[0] != "compare" && a[0] != "soak" && a[0] != "sink" && a[0] != "stream" {

@@ -92,6 +92,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, versionLine())
 			return 0
 		case "help":
+			// qbench help [COMMAND...]: the command's own help.
+			if len(rest) > 0 && rest[0] != "help" {
+				return run(append(rest, "--help"), stdout, stderr)
+			}
 			mainCommand().help(stdout)
 			return 0
 		default:
