@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -255,7 +256,12 @@ func TestJSONKeys(t *testing.T) {
 	for _, a := range [][]string{
 		args("--backend", "uring,bufio", "--json"),
 		{"soak", "--duration", "400ms", "--interval", "200ms", "--sink", "null", "--ram", "2MiB", "--json"},
+		{"stream", "stat", "--json", smallGz},
+		{"stream", "verify", "--json", smallGz},
 	} {
+		if a[0] == "soak" && runtime.GOOS != "linux" {
+			continue // soak samples /proc
+		}
 		code, out, errs := qbench(t, a...)
 		if code != 0 {
 			t.Fatalf("%q: exit %d: %s", a, code, errs)
