@@ -41,7 +41,8 @@ func TestDefaultRun(t *testing.T) {
 	if errs != "" {
 		t.Errorf("stderr not empty (no terminal, no progress bar): %q", errs)
 	}
-	for _, want := range []string{"RAM pattern", "/dev/null", "GOMAXPROCS", "Linux", "vs best peer", "buffers: engine 32 KiB"} {
+	for _, want := range []string{"RAM pattern", "/dev/null", "GOMAXPROCS", "Linux", "vs best peer", "buffers: engine 32 KiB",
+		"~: the runs of the row", "note: one run per configuration", "note: RAM to /dev/null"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

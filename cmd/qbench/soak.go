@@ -35,6 +35,11 @@ type soakOptions struct {
 
 func (o *soakOptions) register(fs *flag.FlagSet) {
 	o.runOptions.register(fs)
+	// One implementation, uring unless told ("all" stands for it).
+	for _, name := range []string{"backend", "impl"} {
+		f := fs.Lookup(name)
+		f.Usage, f.DefValue = "the one implementation `IMPL` to soak: uring, syscall, auto, qfile,\nbufio, netbuf or raw (default uring)", ""
+	}
 	o.slack = defaultRSSSlack
 	fs.DurationVar(&o.duration, "duration", defaultSoakDuration, "length `D` of the soak (hours on demand)")
 	fs.DurationVar(&o.interval, "interval", defaultSoakInterval, "sampling period `D`; the first interval is the warm-up")
