@@ -45,6 +45,13 @@ const (
 	// scratch buffer instead of referencing (a slice per 8-byte header
 	// would waste the batch).
 	netbufCopyMax = 256
+	// netbufThroughMin is the smallest put the netbuf peer writes before
+	// returning, as the engine's PutBuffer does from two buffers' worth
+	// on (write-through): a PutBuffer caller may reuse its memory once
+	// the call returns, so a peer that kept such a put referenced and
+	// wrote 64 of them in one writev would skip the work the engine does
+	// (on /dev/null, 64 times fewer system calls per byte).
+	netbufThroughMin = 2 * engine.BufSize
 	// drainBufSize is the read size of the sink readers.
 	drainBufSize = 1 << 20
 	// rawReadChunk is the read size of the raw read ceiling.

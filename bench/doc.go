@@ -24,7 +24,14 @@
 // or bufio.Reader plus encoding/binary) and "netbuf" (batches of 64 slices
 // handed to writev: net.Buffers on sockets, unix.Writev through
 // SyscallConn on other descriptors, where net.Buffers would fall back to
-// one write per slice). "raw" is the ceiling: the exact bytes of the
+// one write per slice). The peers do the work the engine does and no
+// less: a bulk put is PutBuffer, whose caller may reuse the memory once
+// the call returns, so bufio (its large-write path) and netbuf write a
+// put of two engine buffers or more before returning, as the engine
+// writes it through; netbuf does not keep 64 of them referenced for one
+// writev. On /dev/null, which reads nothing, bulk then measures only the
+// cost per put of each writer (GB/s is the put rate times the chunk),
+// and qbench says so under its table. "raw" is the ceiling: the exact bytes of the
 // stream, described by iovecs built before the clock starts, written 64 at
 // a time with bare writev/pwritev (or read with bare pread), with no
 // per-page work at all.

@@ -84,7 +84,7 @@ func TestSenderCPU(t *testing.T) {
 	}
 
 	code, out, errs = qbench(t, args("--sink", "pipe", "--receiver", "thread")...)
-	if code != 2 || out != "" || !strings.Contains(errs, `unknown receiver "thread"`) {
+	if code != 2 || out != "" || !strings.Contains(errs, "--receiver thread: want process or goroutine") {
 		t.Errorf("--receiver thread: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }

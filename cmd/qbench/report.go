@@ -184,7 +184,10 @@ func (r *report) header(w io.Writer) {
 		guestMem = " (arena)"
 	}
 	fmt.Fprintf(w, "guest RAM %s%s, %.0f%% zero pages · %s %s\n", bench.FormatSize(int64(o.ram)), guestMem, o.zero*100, per, what)
-	fmt.Fprintf(w, "%s · %s, %d logical cores", e.Kernel, e.CPU, e.LogicalCores)
+	fmt.Fprintf(w, "%s · %s, %d logical CPUs", e.Kernel, e.CPU, e.LogicalCores)
+	if e.PhysicalCores > 0 {
+		fmt.Fprintf(w, " on %d physical cores", e.PhysicalCores)
+	}
 	if e.Features != "" {
 		fmt.Fprintf(w, " (%s)", e.Features)
 	}
@@ -249,27 +252,37 @@ func (r *report) writeTable(w io.Writer) error {
 			if lo != "" {
 				rng = lo + "–" + hi
 			}
+			ratioA := fmtRatio(median(rs))
+			if r.pairedNoisy(s) {
+				ratioA += noiseMark
+			}
 			fmt.Fprintf(tw, "%c\t%s\t%s\t%s–%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", 'A'+rune(i%26), s.label, fmtGBps(s.median()),
-				fmtGBps(slices.Min(g)), fmtGBps(slices.Max(g)), fmtRatio(median(rs)), rng,
+				fmtGBps(slices.Min(g)), fmtGBps(slices.Max(g)), ratioA, rng,
 				fmtCPU(s.usrPerGB()), fmtCPU(s.sysPerGB()), fmtRatio(median(r.pairedCPURatios(s))),
 				fmtAllocs(s.allocsPerOp()), s.backend(), s.registered())
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "\nratio to A, CPU to A: medians over rounds of each run's GB/s, or CPU per GB, over A's run in the same round.\n")
+		fmt.Fprintf(w, "\nratio to A, CPU to A: medians over rounds of each run's GB/s, or CPU per GB, over A's run in the same round; %s: some rounds above A and some below, not a significant difference.\n", noiseMark)
 	} else {
 		fmt.Fprintln(tw, "impl\tGB/s\tmin–max\tusr s/GB\tsys s/GB\tvs best peer\tvs raw\tallocs/op\tbackend used\tregistered")
 		for _, s := range r.series {
 			g := s.gbps()
-			vsPeer, vsRaw := math.NaN(), math.NaN()
+			vsPeer, vsRaw := "-", "-"
 			if s.cfg.Impl != bench.ImplRaw {
-				vsPeer = ratio(s.median(), r.bestPeer)
-				vsRaw = ratio(s.median(), r.raw)
+				vsPeer = fmtRatio(ratio(s.median(), r.bestPeer))
+				if noisy(s, r.bestPeer) {
+					vsPeer += noiseMark
+				}
+				vsRaw = fmtRatio(ratio(s.median(), r.raw))
+				if noisy(s, r.raw) {
+					vsRaw += noiseMark
+				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s–%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.label, fmtGBps(s.median()), fmtGBps(slices.Min(g)), fmtGBps(slices.Max(g)),
 				fmtCPU(s.usrPerGB()), fmtCPU(s.sysPerGB()),
-				fmtRatio(vsPeer), fmtRatio(vsRaw), fmtAllocs(s.allocsPerOp()), s.backend(), s.registered())
+				vsPeer, vsRaw, fmtAllocs(s.allocsPerOp()), s.backend(), s.registered())
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -290,7 +303,10 @@ func (r *report) writeTable(w io.Writer) error {
 				fmt.Fprintf(w, "raw: bare writev of the stream's prebuilt iovecs, the ceiling · ")
 			}
 		}
-		fmt.Fprintf(w, "GB/s: median, 10^9 stream bytes per second\n")
+		fmt.Fprintf(w, "GB/s: median, 10^9 stream bytes per second · %s: the runs of the row and of the one it is compared with overlap, not a significant difference\n", noiseMark)
+	}
+	for _, n := range r.notes() {
+		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	whose := ""
 	switch {
@@ -307,9 +323,12 @@ func (r *report) writeTable(w io.Writer) error {
 	return nil
 }
 
+// fmtAllocs prints allocations per op to two decimals, and "0" for what
+// rounds to none (a few setup allocations spread over many ops); --json
+// keeps the exact figure.
 func fmtAllocs(x float64) string {
 	switch {
-	case x == 0:
+	case x < 0.005:
 		return "0"
 	case x < 10:
 		return strconv.FormatFloat(x, 'f', 2, 64)
@@ -385,6 +404,9 @@ type jsonReport struct {
 	HugePages  bool         `json:"hugepages"`
 	Registered string       `json:"registered,omitempty"`
 	Series     []jsonSeries `json:"series"`
+	// Notes are the table's notes: one line per result that needs
+	// explaining.
+	Notes []string `json:"notes,omitempty"`
 	// Arenas is the off-heap accounting after the runs: the engine's
 	// buffer arena first, then the guest RAM and peer arenas used.
 	Arenas []jsonArena `json:"arenas"`
@@ -427,9 +449,14 @@ type jsonSeries struct {
 	CPURatioToA     *float64 `json:"cpu_ratio_to_first,omitempty"`
 	// Receiver is where the sink's reader ran: process, goroutine
 	// (its CPU is then in the figures), remote, or absent.
-	Receiver    string  `json:"receiver,omitempty"`
-	AllocsPerOp float64 `json:"allocs_per_op"`
-	Checked     string  `json:"checked"`
+	Receiver string `json:"receiver,omitempty"`
+	// Noisy* mark a ratio whose runs overlap those it is compared with
+	// (~ in the table): not a significant difference.
+	NoisyVsBestPeer bool    `json:"noisy_vs_best_peer,omitempty"`
+	NoisyVsRaw      bool    `json:"noisy_vs_raw,omitempty"`
+	NoisyRatioToA   bool    `json:"noisy_ratio_to_first,omitempty"`
+	AllocsPerOp     float64 `json:"allocs_per_op"`
+	Checked         string  `json:"checked"`
 	// Registered is the io_uring backend's BackendInfo.Registered and
 	// RegisterReason why not; absent for the syscall backend, the
 	// peers and the ceiling.
@@ -497,11 +524,13 @@ func (r *report) writeJSON(w io.Writer) error {
 			if i > 0 {
 				js.RatioToA = optFloat(median(r.pairedRatios(s)))
 				js.CPURatioToA = optFloat(median(r.pairedCPURatios(s)))
+				js.NoisyRatioToA = r.pairedNoisy(s)
 			}
 		} else {
 			if s.cfg.Impl != bench.ImplRaw {
 				js.VsBestPeer = optFloat(ratio(s.median(), r.bestPeer))
 				js.VsRaw = optFloat(ratio(s.median(), r.raw))
+				js.NoisyVsBestPeer, js.NoisyVsRaw = noisy(s, r.bestPeer), noisy(s, r.raw)
 			}
 		}
 		for _, run := range s.runs {
@@ -514,6 +543,7 @@ func (r *report) writeJSON(w io.Writer) error {
 		}
 		doc.Series = append(doc.Series, js)
 	}
+	doc.Notes = r.notes()
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(doc)
