@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -198,6 +199,9 @@ const relayGrace = 30 * time.Second
 // path. Every report goes to stderr: under QEMU's exec: stdout is not
 // ours to write.
 func runCopy(src *streamSource, pos []string, kind engine.Kind, fl streamFlags, stdout, stderr io.Writer) error {
+	if err := refuseSameFile(src, pos, stdout); err != nil {
+		return err
+	}
 	dst, err := openStreamDest(pos[1], kind, stdout)
 	if err != nil {
 		return err
@@ -415,6 +419,9 @@ type streamSource struct {
 	live  *savevm.LiveSource
 	conn  *os.File
 	close func()
+	// info identifies a regular file SRC (nil otherwise), so that a copy
+	// can refuse to write onto its own input.
+	info os.FileInfo
 }
 
 // openStreamSource opens SRC for reading.
@@ -441,12 +448,16 @@ func openStreamSource(spec string, kind engine.Kind) (*streamSource, error) {
 		}
 		if fi, err := os.Stat(spec); err == nil && fi.Mode().IsRegular() {
 			s.size = fi.Size()
+			s.info = fi
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	if file != nil {
+		if fi, err := file.Stat(); err == nil && fi.Mode().IsRegular() {
+			s.info = fi
+		}
 		if s.f, err = openLive(file, "rb", opt, &s.live); err != nil {
 			file.Close()
 			return nil, err
@@ -606,4 +617,49 @@ func connFile(c net.Conn) (*os.File, error) {
 		return nil, errors.New("connection has no descriptor")
 	}
 	return fc.File()
+}
+
+// refuseSameFile fails when DST is the regular file SRC is (the same
+// device and inode, whatever the path or symlink leading to it): opening
+// it for writing would truncate the input before a byte is read. It runs
+// before DST is opened.
+func refuseSameFile(src *streamSource, pos []string, stdout io.Writer) error {
+	if src.info == nil {
+		return nil
+	}
+	spec := pos[1]
+	var fi os.FileInfo
+	var err error
+	switch {
+	case spec == "-":
+		out, ok := stdout.(*os.File)
+		if !ok {
+			return nil
+		}
+		fi, err = out.Stat()
+	case strings.HasPrefix(spec, "fd:"):
+		n, aerr := strconv.Atoi(strings.TrimPrefix(spec, "fd:"))
+		if aerr != nil || n < 0 {
+			return nil // openStreamDest says what is wrong
+		}
+		var st unix.Stat_t
+		if unix.Fstat(n, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return nil
+		}
+		if sys, ok := src.info.Sys().(*syscall.Stat_t); ok && uint64(sys.Dev) == uint64(st.Dev) && uint64(sys.Ino) == uint64(st.Ino) {
+			return fmt.Errorf("DST %s is SRC %s (the same file): copying would overwrite the input; write to another file", spec, pos[0])
+		}
+		return nil
+	case strings.HasPrefix(spec, "unix:"), strings.HasPrefix(spec, "tcp:"):
+		return nil
+	default:
+		fi, err = os.Stat(spec)
+	}
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil // a new file, or not one a copy could truncate
+	}
+	if os.SameFile(src.info, fi) {
+		return fmt.Errorf("DST %s is SRC %s (the same file): copying would truncate the input; write to another file", spec, pos[0])
+	}
+	return nil
 }
