@@ -74,7 +74,7 @@ func rebuild(src *engine.File, opts Options) (*Stats, *rebuilder, error) {
 		return st, v, err
 	}
 	for i, im := range v.images {
-		st.Blocks[i].SHA256 = im.sha256()
+		st.Blocks[i].SHA256 = v.sha256(im)
 	}
 	return st, v, nil
 }
