@@ -323,6 +323,7 @@ func (d *vmdescDecoder) field(depth int, s *sizer) error {
 	s.add(each * count)
 	return nil
 }
+
 // checkVMDesc decodes the JSON and compares each listed device's size
 // with the body length the footer scan found for its section. Devices
 // are matched in stream order, as QEMU lists them: each JSON device with
