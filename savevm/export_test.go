@@ -17,3 +17,6 @@ func VerifyImages(src *engine.File, opts Options) (*Stats, map[string][]byte, er
 	}
 	return st, out, nil
 }
+
+// VMDescSteps is how many device sections the vmdesc check looked at.
+func VMDescSteps(r *Reader) int { return r.vmdescSteps }

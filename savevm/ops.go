@@ -14,7 +14,7 @@ import (
 // statistics have seen it.
 func walk(src *engine.File, opts Options, each func(r *Reader, rec *Record) error) (*Stats, error) {
 	r := NewReader(src, opts)
-	c := newStatsCollector(r.PageSize())
+	c := newStatsCollector(r.PageSize(), opts.MaxPageMemory)
 	nextProgress := int64(ProgressStep)
 	finish := func() *Stats {
 		c.s.Bytes = r.Offset()
@@ -34,6 +34,9 @@ func walk(src *engine.File, opts Options, each func(r *Reader, rec *Record) erro
 		}
 		c.pageSize = r.PageSize()
 		c.observe(rec)
+		if c.err != nil {
+			return finish(), c.err
+		}
 		if each != nil {
 			if err := each(r, rec); err != nil {
 				return finish(), err
