@@ -22,9 +22,9 @@ import (
 )
 
 const streamUsage = `usage:
-  qbench stream stat   [--backend B] [--json] [--return-path RP] SRC
-  qbench stream copy   [--backend B] [--capture-return-path RP] SRC DST
-  qbench stream verify [--backend B] [--json] SRC
+  qbench stream stat   [--backend B] [--json] [--return-path RP] [limits] SRC
+  qbench stream copy   [--backend B] [--capture-return-path RP] [limits] SRC DST
+  qbench stream verify [--backend B] [--json] [--max-ram N] [limits] SRC
 
 SRC and DST: a path, - (stdin/stdout), fd:N, unix:PATH or tcp:HOST:PORT.
 As a source a socket is listened on and one connection accepted (as
@@ -40,6 +40,15 @@ so. Reports go to stderr; stdout carries only the stream (DST -).
 --backend: auto, uring or syscall (default auto).
 --capture-return-path RP: also write the return path to the file RP.
 --return-path RP: stat also parses RP, a captured return path.
+
+Limits: what a stream declares sizes nothing until its bytes are there,
+and what it could make qbench hold is bounded; past a limit, qbench stops
+with an error naming the limit and the stream offset.
+--max-ram N: verify rebuilds and hashes at most N bytes of RAM blocks,
+  every declared byte (default 16GiB, about 9 s of sha256).
+--max-vmdesc N: the JSON device description after EOF (default 16MiB).
+--max-page-mem N: memory for counting how often each page was sent
+  (default 256MiB; a real guest needs 2 bits a page).
 `
 
 // streamMain runs "qbench stream stat|copy|verify"; args are the words
@@ -66,6 +75,12 @@ func streamMain(args []string, stdout, stderr io.Writer) int {
 	backend := fs.String("backend", "auto", "auto, uring or syscall")
 	var asJSON bool
 	var rp string
+	lim := streamLimits{vmdesc: savevm.MaxVMDesc, pageMem: savevm.DefaultMaxPageMemory, ram: savevm.DefaultMaxVerifyRAM}
+	fs.Var(&lim.vmdesc, "max-vmdesc", "")
+	fs.Var(&lim.pageMem, "max-page-mem", "")
+	if sub == "verify" {
+		fs.Var(&lim.ram, "max-ram", "")
+	}
 	switch sub {
 	case "copy":
 		fs.StringVar(&rp, "capture-return-path", "", "write the relayed return path to this file")
@@ -86,8 +101,11 @@ func streamMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return streamUsageError(stderr, "stream "+sub, err.Error())
 	}
-	if err := runStream(sub, pos, kind, streamFlags{json: asJSON, returnPath: rp}, stdout, stderr); err != nil {
-		fmt.Fprintf(stderr, "qbench stream %s: %s\n", sub, oneLine(err))
+	if err := lim.check(); err != nil {
+		return streamUsageError(stderr, "stream "+sub, err.Error())
+	}
+	if err := runStream(sub, pos, kind, streamFlags{json: asJSON, returnPath: rp, limits: lim}, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "qbench stream %s: %s\n", sub, limitLine(err))
 		return 1
 	}
 	return 0
@@ -124,6 +142,42 @@ func oneLine(err error) string {
 type streamFlags struct {
 	json       bool
 	returnPath string // stat: a return path capture; copy: where to capture it
+	limits     streamLimits
+}
+
+// streamLimits are --max-ram, --max-vmdesc and --max-page-mem.
+type streamLimits struct {
+	ram, vmdesc, pageMem sizeFlag
+}
+
+func (l streamLimits) check() error {
+	for _, f := range []struct {
+		name string
+		v    sizeFlag
+	}{{"--max-ram", l.ram}, {"--max-vmdesc", l.vmdesc}, {"--max-page-mem", l.pageMem}} {
+		if f.v <= 0 {
+			return fmt.Errorf("%s %d: want a positive size", f.name, f.v)
+		}
+	}
+	if l.vmdesc > 1<<32-1 {
+		return fmt.Errorf("--max-vmdesc %d: the vmdesc length is a be32, at most 4GiB-1", l.vmdesc)
+	}
+	return nil
+}
+
+// options returns savevm's Options with the limits set.
+func (l streamLimits) options() savevm.Options {
+	return savevm.Options{MaxVerifyRAM: int64(l.ram), MaxVMDesc: int64(l.vmdesc), MaxPageMemory: int64(l.pageMem)}
+}
+
+// limitLine is err on one line, a limit named by its flag.
+func limitLine(err error) string {
+	s := oneLine(err)
+	if errors.Is(err, savevm.ErrLimit) {
+		s = strings.NewReplacer("Options.MaxVerifyRAM", "--max-ram", "Options.MaxVMDesc", "--max-vmdesc",
+			"Options.MaxPageMemory", "--max-page-mem").Replace(s)
+	}
+	return s
 }
 
 func runStream(sub string, pos []string, kind engine.Kind, fl streamFlags, stdout, stderr io.Writer) error {
@@ -138,7 +192,7 @@ func runStream(sub string, pos []string, kind engine.Kind, fl streamFlags, stdou
 	if err := src.gunzip(); err != nil {
 		return err
 	}
-	opts := savevm.Options{}
+	opts := fl.limits.options()
 	bar := newStreamBar(stderr, src.size, sub)
 	if bar != nil {
 		opts.Progress = func(off int64) { bar.Set64(off) }
@@ -236,7 +290,7 @@ func runCopy(src *streamSource, pos []string, kind engine.Kind, fl streamFlags, 
 		}
 	}
 	start := time.Now()
-	opts := savevm.Options{}
+	opts := fl.limits.options()
 	if err = src.gunzip(); err != nil {
 		if relay != nil {
 			relay.Stop()
