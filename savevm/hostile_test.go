@@ -303,6 +303,23 @@ func TestHostileVerifyFillPages(t *testing.T) {
 		t.Fatalf("verify: %s; want ok and %s", out, want)
 	}
 	checkRSS(t, "verify", size, rss)
+
+	// RSS alone would not have caught it where transparent huge pages
+	// are off: the MiB chunks were allocated but only their page was
+	// touched. The Go heap sees every byte asked for.
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := allocBytes()
+	if _, err := verifyBytes(t, raw, savevm.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	got := allocBytes() - before
+	t.Logf("verify allocated %d KB", got>>10)
+	if got > 16<<20 {
+		t.Fatalf("verify of a %d-byte stream allocated %d MB: memory follows the declared block", size, got>>20)
+	}
 }
 
 // TestHostileVerifyDeclared: 62 bytes declaring a 1 TiB block are
