@@ -18,6 +18,9 @@ import (
 // --sink HOST:PORT. It drains each connection, replies with the byte
 // count and CRC-32C so the writer can check the stream, and logs a line
 // per connection. It runs until interrupted, or for --conns connections.
+// It holds at most --max-conns connections at once (default 32; one more
+// is closed at once, with a line on stderr) and closes a connection that
+// sends nothing for --idle-timeout (default 1m; 0: never).
 func sinkMain(args []string, stdout, stderr io.Writer) int {
 	var o options
 	fs := newFlagSet("qbench sink", &o)
