@@ -264,8 +264,8 @@ func TestAbsurdLengths(t *testing.T) {
 	expectError(t, set32(9, 0xfffffff0), 8, "machine name of 4294967280 bytes")
 
 	vm := firstRecord(t, raw, savevm.KindVMDesc, 0)
-	if e := expectError(t, set32(vm+1, 0x7fffffff), vm, "JSON of 2147483647 bytes exceeds"); !errors.Is(e, savevm.ErrUnsupported) {
-		t.Errorf("%v does not wrap ErrUnsupported", e)
+	if e := expectError(t, set32(vm+1, 0x7fffffff), vm, "JSON of 2147483647 bytes exceeds"); !errors.Is(e, savevm.ErrLimit) {
+		t.Errorf("%v does not wrap ErrLimit", e)
 	}
 	expectError(t, set32(vm+1, 12), vm, "invalid JSON")
 
@@ -282,7 +282,7 @@ func TestAbsurdLengths(t *testing.T) {
 	sb := newBuilder(ps)
 	sb.header().startFull(0x01, 2, "ram", 0, 4).u64(1<<60 | 0x04).str("pc.ram").u64(1 << 60).eos().footer(2)
 	sb.partEnd(0x03, 2).u64(1<<60 | 0x02).str("pc.ram").u8(0).eos().footer(2).u8(0)
-	if _, err := verifyBytes(t, sb.Bytes(), savevm.Options{}); err == nil || !strings.Contains(err.Error(), "past the 1099511627776-byte limit") {
+	if _, err := verifyBytes(t, sb.Bytes(), savevm.Options{}); err == nil || !strings.Contains(err.Error(), "past the 17179869184-byte limit") || !errors.Is(err, savevm.ErrLimit) {
 		t.Fatalf("1 EiB block: %v", err)
 	}
 	expectError(t, sb.Bytes(), 66, "is outside block \"pc.ram\"")

@@ -85,24 +85,36 @@
 // ..."); io.ErrUnexpectedEOF is wrapped when the stream ends early, the
 // backend's error when reading fails. Lengths the stream declares are
 // bounded before they are used (idstr 255, configuration name 4 KiB,
-// 4096 blocks, 65536 sections, vmdesc MaxVMDesc, compressed pages
-// compressBound), so no input allocates more than the limits or makes
-// the walk loop without consuming input.
+// 4096 blocks, 65536 sections, compressed pages compressBound), so no
+// input allocates more than the limits or makes the walk loop without
+// consuming input.
 //
-// # Memory and lifetimes
+// # Memory, time and limits
+//
+// Memory and time follow what a stream carries, never what it declares:
+// a length, a block size or a JSON size sizes nothing until the bytes are
+// there. Where what a stream carries could still cost much, a limit of
+// Options bounds it, and a stream past it fails with an *Error wrapping
+// ErrLimit at the record that went past it, before the memory or time is
+// spent: MaxVerifyRAM (the block lengths Verify hashes, every byte of
+// them; 16 GiB), MaxVMDesc (the JSON; 16 MiB) and MaxPageMemory (the
+// sent-page counts; 256 MiB).
 //
 // The Reader streams: it keeps the block list, the section table, the
-// device sections for the vmdesc check and, at the end, the JSON, and
-// otherwise constant memory whatever the stream's size. A Record and the
-// slices in it (page data, body pieces) are views into the engine's
-// buffer or the Reader's own, valid until the next call to Next. The
-// Writer copies each page into a ring of page buffers it owns and queues
-// it with PutBufferAsync; a buffer is reused only after an explicit Flush
-// of the File has returned, so the page is written before it changes even
-// when the File writes asynchronously. Stat keeps one bit per page seen,
-// in chunks allocated as pages arrive. Verify keeps each block's content
-// in 1 MiB chunks allocated when a page in them is first non-zero, up to
-// Options.MaxVerifyRAM of blocks.
+// device sections for the vmdesc check and, at the end, the JSON, which
+// it decodes one token at a time, checking each device as it is read
+// against an index of the device sections; otherwise constant memory
+// whatever the stream's size. A Record and the slices in it (page data,
+// body pieces) are views into the engine's buffer or the Reader's own,
+// valid until the next call to Next. The Writer copies each page into a
+// ring of page buffers it owns and queues it with PutBufferAsync; a
+// buffer is reused only after an explicit Flush of the File has returned,
+// so the page is written before it changes even when the File writes
+// asynchronously. Stat counts the pages sent in a hash set that turns
+// into 2 bits per page of the block once that is smaller. Verify keeps
+// per MiB of a block that holds a page other than zeros an index of 4
+// bytes a page; a page that is one byte repeated (a ZERO record's fill,
+// or a decoded page) takes no memory, the others a page in a slab.
 //
 // # Concurrency
 //

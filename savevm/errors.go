@@ -11,11 +11,17 @@ import (
 // device sections without footers).
 var ErrUnsupported = errors.New("not supported")
 
+// ErrLimit is wrapped by errors for streams that need more than a limit
+// of Options allows (MaxVerifyRAM, MaxVMDesc, MaxPageMemory): the Error
+// names the limit, its value and the offset of the record that went past
+// it, found before the memory or time is spent.
+var ErrLimit = errors.New("limit exceeded")
+
 // Error is a malformed, truncated or unreadable stream: what was being
 // read, the stream offset of the record at fault, and why. Err is
 // io.ErrUnexpectedEOF when the stream ended early, the backend's error
 // when reading failed, ErrUnsupported for a feature this package does not
-// walk, and nil for a malformed stream.
+// walk, ErrLimit for a stream past a limit of Options, and nil for a malformed stream.
 type Error struct {
 	Offset int64
 	What   string
@@ -41,4 +47,9 @@ func errorf(off int64, what, format string, args ...any) *Error {
 // unsupported returns an error wrapping ErrUnsupported.
 func unsupported(off int64, what, format string, args ...any) *Error {
 	return &Error{Offset: off, What: what, Msg: fmt.Sprintf(format, args...), Err: ErrUnsupported}
+}
+
+// overLimit returns an error wrapping ErrLimit.
+func overLimit(off int64, what, format string, args ...any) *Error {
+	return &Error{Offset: off, What: what, Msg: fmt.Sprintf(format, args...), Err: ErrLimit}
 }

@@ -11,11 +11,12 @@ func VerifyImages(src *engine.File, opts Options) (*Stats, map[string][]byte, er
 	}
 	out := make(map[string][]byte, len(v.images))
 	for i, im := range v.images {
-		b := make([]byte, im.length)
-		for k, c := range im.chunks {
-			copy(b[uint64(k)*imageChunk:], c)
-		}
+		b := make([]byte, 0, im.length)
+		v.each(im, func(p []byte) { b = append(b, p...) })
 		out[st.Blocks[i].Name] = b
 	}
 	return st, out, nil
 }
+
+// VMDescSteps is how many device sections the vmdesc check looked at.
+func VMDescSteps(r *Reader) int { return r.vmdescSteps }

@@ -129,8 +129,8 @@ const (
 	// maxSections bounds the distinct section ids a stream may use;
 	// QEMU numbers its SaveStateEntries from 0, a few hundred at most.
 	maxSections = 1 << 16
-	// MaxVMDesc bounds the JSON device description after EOF; QEMU's
-	// run to about 100 KiB.
+	// MaxVMDesc is the default bound on the JSON device description
+	// after EOF (Options.MaxVMDesc); QEMU's run to about 100 KiB.
 	MaxVMDesc = 16 << 20
 	// maxChunk is the largest piece of a section body, a package or the
 	// JSON handed out in one record: the engine's buffer.

@@ -14,7 +14,7 @@ import (
 // statistics have seen it.
 func walk(src *engine.File, opts Options, each func(r *Reader, rec *Record) error) (*Stats, error) {
 	r := NewReader(src, opts)
-	c := newStatsCollector(r.PageSize())
+	c := newStatsCollector(r.PageSize(), opts.MaxPageMemory)
 	nextProgress := int64(ProgressStep)
 	finish := func() *Stats {
 		c.s.Bytes = r.Offset()
@@ -34,6 +34,9 @@ func walk(src *engine.File, opts Options, each func(r *Reader, rec *Record) erro
 		}
 		c.pageSize = r.PageSize()
 		c.observe(rec)
+		if c.err != nil {
+			return finish(), c.err
+		}
 		if each != nil {
 			if err := each(r, rec); err != nil {
 				return finish(), err
@@ -74,7 +77,7 @@ func rebuild(src *engine.File, opts Options) (*Stats, *rebuilder, error) {
 		return st, v, err
 	}
 	for i, im := range v.images {
-		st.Blocks[i].SHA256 = im.sha256()
+		st.Blocks[i].SHA256 = v.sha256(im)
 	}
 	return st, v, nil
 }

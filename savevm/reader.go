@@ -21,8 +21,16 @@ type Options struct {
 	// the end.
 	Progress func(offset int64)
 	// MaxVerifyRAM bounds the total length of the RAM blocks Verify
-	// rebuilds; 0 means DefaultMaxVerifyRAM.
+	// rebuilds and hashes (every declared byte is hashed, and the pages
+	// with content of their own are held); 0 means DefaultMaxVerifyRAM.
 	MaxVerifyRAM int64
+	// MaxVMDesc bounds the JSON device description after EOF, which is
+	// held whole while it is checked; 0 means MaxVMDesc.
+	MaxVMDesc int64
+	// MaxPageMemory bounds the memory Stat, Copy and Verify spend on
+	// counting how often each page was sent; 0 means
+	// DefaultMaxPageMemory.
+	MaxPageMemory int64
 }
 
 // ProgressStep is how often, in stream bytes, Options.Progress is called.
@@ -97,6 +105,9 @@ type Reader struct {
 	suspect     int64
 	suspectNext []byte
 
+	maxVMDesc   int64
+	vmdescSteps int // device sections looked at by the vmdesc check
+
 	scratch []byte // maxChunk bytes: views that do not fit the engine buffer
 	pageBuf []byte // compressBound(pageSize) bytes: the same for pages
 	cmdBuf  []byte // command arguments longer than maxChunk
@@ -124,6 +135,10 @@ func NewReader(f *engine.File, opts Options) *Reader {
 		dev:      -1,
 		suspect:  -1,
 		scratch:  make([]byte, maxChunk),
+	}
+	r.maxVMDesc = opts.MaxVMDesc
+	if r.maxVMDesc <= 0 {
+		r.maxVMDesc = MaxVMDesc
 	}
 	ps := opts.PageSize
 	r.pageSizeFrom = "option"
@@ -582,8 +597,8 @@ func (r *Reader) afterEOF() error {
 		return err
 	}
 	n := int64(be32(b[1:]))
-	if n > MaxVMDesc {
-		return unsupported(r.rec.Offset, what, "JSON of %d bytes exceeds the %d-byte limit", n, MaxVMDesc)
+	if n > r.maxVMDesc {
+		return overLimit(r.rec.Offset, what, "JSON of %d bytes exceeds the %d-byte limit (Options.MaxVMDesc)", n, r.maxVMDesc)
 	}
 	r.f.Skip(5)
 	// Grow with what arrives, so a declared length the stream does not

@@ -18,7 +18,39 @@ type pageCounts struct {
 	used  int
 	// flat, once allocated, replaces table: 2 bits per page.
 	flat []uint64
+	// mem is the budget shared by the blocks' counts.
+	mem *pageMemory
 }
+
+// pageMemory is the memory the counts of all blocks hold, against
+// Options.MaxPageMemory. A count that would grow past max does not grow
+// and sets over; the walk stops at that record.
+type pageMemory struct {
+	used, max int64
+	over      bool
+}
+
+// take accounts for a new array of words replacing one of old words,
+// or says no.
+func (m *pageMemory) take(old, words int) bool {
+	if m == nil {
+		return true
+	}
+	n := m.used + 8*int64(words-old)
+	// Both arrays are alive while one is copied to the other.
+	if n+8*int64(old) > m.max {
+		m.over = true
+		return false
+	}
+	m.used = n
+	return true
+}
+
+// DefaultMaxPageMemory is the default of Options.MaxPageMemory. A real
+// guest's pages, sent in passes, are counted in 2 bits each (a 1 TiB
+// guest in 64 MiB); only pages scattered over a huge block, 16 to 32
+// bytes each, come near it.
+const DefaultMaxPageMemory = 256 << 20
 
 // What add found: the page's count after this record.
 const (
@@ -41,6 +73,9 @@ func (s *pageCounts) add(page uint64) int {
 		return s.addFlat(page)
 	}
 	if s.table == nil {
+		if !s.mem.take(0, minSentTable) {
+			return sentOnce
+		}
 		s.table = make([]uint64, minSentTable)
 	}
 	mask := uint64(len(s.table) - 1)
@@ -73,6 +108,9 @@ func hashPage(page uint64) uint64 {
 // larger than the doubled table would be.
 func (s *pageCounts) grow() {
 	if flatWords := (s.pages*sentCountBits + 63) / 64; flatWords <= uint64(2*len(s.table)) {
+		if !s.mem.take(len(s.table), int(flatWords)) {
+			return
+		}
 		s.flat = make([]uint64, flatWords)
 		for _, v := range s.table {
 			if v != 0 {
@@ -83,6 +121,9 @@ func (s *pageCounts) grow() {
 		return
 	}
 	old := s.table
+	if !s.mem.take(len(old), 2*len(old)) {
+		return
+	}
 	s.table = make([]uint64, 2*len(old))
 	mask := uint64(len(s.table) - 1)
 	for _, v := range old {

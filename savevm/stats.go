@@ -154,16 +154,23 @@ type statsCollector struct {
 	open      int
 	bodyStart int64
 	curType   byte
-	// sent says, per block (by index), how often each page was sent.
+	// sent says, per block (by index), how often each page was sent;
+	// mem is their memory, err set once it would pass its limit.
 	sent []*pageCounts
+	mem  pageMemory
+	err  error
 }
 
-func newStatsCollector(pageSize int) *statsCollector {
+func newStatsCollector(pageSize int, maxPageMemory int64) *statsCollector {
+	if maxPageMemory <= 0 {
+		maxPageMemory = DefaultMaxPageMemory
+	}
 	return &statsCollector{
 		s:        &Stats{EOFOffset: -1, Commands: map[string]int{}},
 		pageSize: pageSize,
 		first:    make(map[uint32]int),
 		open:     -1,
+		mem:      pageMemory{max: maxPageMemory},
 	}
 }
 
@@ -316,10 +323,16 @@ func (c *statsCollector) page(rec *Record) {
 	}
 	set := c.sent[i]
 	if set == nil {
-		set = &pageCounts{pages: (rec.Block.Length + uint64(c.pageSize) - 1) / uint64(c.pageSize)}
+		set = &pageCounts{pages: (rec.Block.Length + uint64(c.pageSize) - 1) / uint64(c.pageSize), mem: &c.mem}
 		c.sent[i] = set
 	}
-	switch set.add(rec.Addr / uint64(c.pageSize)) {
+	n := set.add(rec.Addr / uint64(c.pageSize))
+	if c.mem.over {
+		c.err = overLimit(rec.Offset, "RAM page record", "counting the pages sent in block %q needs more than the %d-byte limit (Options.MaxPageMemory): %d distinct pages so far",
+			rec.Block.Name, c.mem.max, p.Distinct)
+		return
+	}
+	switch n {
 	case sentOnce:
 		p.Distinct++
 	case sentTwice:

@@ -33,10 +33,10 @@ func TestCommandHelp(t *testing.T) {
 		{nil, "Usage: qbench [flags]", []string{"backend", "benchstat", "chunk", "count", "cpuprofile", "depth", "dir", "duration", "hugepages", "impl", "json", "memprofile", "pipe-size", "plot", "ram", "ram-arena", "receiver", "registered", "seed", "shape", "sink", "size", "sndbuf", "trace", "workload", "wrap", "zero"}},
 		{[]string{"compare"}, "Usage: qbench compare [flags] CONFIG CONFIG...", []string{"backend", "benchstat", "chunk", "count", "cpuprofile", "depth", "dir", "duration", "hugepages", "impl", "json", "memprofile", "pipe-size", "plot", "ram", "ram-arena", "receiver", "registered", "seed", "shape", "sink", "size", "sndbuf", "trace", "workload", "wrap", "zero"}},
 		{[]string{"soak"}, "Usage: qbench soak [flags]", []string{"backend", "chunk", "depth", "dir", "duration", "hugepages", "impl", "interval", "json", "pipe-size", "ram", "ram-arena", "receiver", "registered", "rss-slack", "seed", "shape", "sink", "sndbuf", "workload", "wrap", "zero"}},
-		{[]string{"sink"}, "Usage: qbench sink --listen ADDR", []string{"conns", "listen"}},
-		{[]string{"stream", "stat"}, "Usage: qbench stream stat [flags] SRC", []string{"backend", "json", "return-path"}},
-		{[]string{"stream", "verify"}, "Usage: qbench stream verify [flags] SRC", []string{"backend", "json"}},
-		{[]string{"stream", "copy"}, "Usage: qbench stream copy [flags] SRC DST", []string{"backend", "capture-return-path"}},
+		{[]string{"sink"}, "Usage: qbench sink --listen ADDR", []string{"conns", "idle-timeout", "listen", "max-conns"}},
+		{[]string{"stream", "stat"}, "Usage: qbench stream stat [flags] SRC", []string{"backend", "json", "max-page-mem", "max-vmdesc", "return-path"}},
+		{[]string{"stream", "verify"}, "Usage: qbench stream verify [flags] SRC", []string{"backend", "json", "max-page-mem", "max-ram", "max-vmdesc"}},
+		{[]string{"stream", "copy"}, "Usage: qbench stream copy [flags] SRC DST", []string{"backend", "capture-return-path", "max-page-mem", "max-vmdesc"}},
 	} {
 		for _, h := range []string{"--help", "-h"} {
 			a := append(append([]string(nil), tc.cmd...), h)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -45,10 +46,14 @@ type streamFlags struct {
 	kind       engine.Kind // backend, parsed
 	json       bool
 	returnPath string // stat: a return path capture to parse; copy: where to capture it
+	limits     streamLimits
 }
 
 func (o *streamFlags) registerCommon(fs *flag.FlagSet) {
 	fs.StringVar(&o.backend, "backend", "auto", "engine backend `B`: auto, uring or syscall")
+	o.limits = streamLimits{vmdesc: savevm.MaxVMDesc, pageMem: savevm.DefaultMaxPageMemory, ram: savevm.DefaultMaxVerifyRAM}
+	fs.Var(&o.limits.vmdesc, "max-vmdesc", "the longest JSON device description after EOF, `N` bytes\n(limits: past one, qbench stops with an error naming it and the\nstream offset)")
+	fs.Var(&o.limits.pageMem, "max-page-mem", "memory `N` for counting how often each page was sent (a real\nguest needs 2 bits a page)")
 }
 
 func (o *streamFlags) validateCommon(flagsGiven) error {
@@ -57,7 +62,7 @@ func (o *streamFlags) validateCommon(flagsGiven) error {
 	if err != nil {
 		return fmt.Errorf("--backend: %w", err)
 	}
-	return nil
+	return o.limits.check()
 }
 
 // streamFlagsOf returns the streamFlags a subcommand's options embed.
@@ -90,6 +95,7 @@ type streamVerifyOptions struct{ streamFlags }
 func (o *streamVerifyOptions) register(fs *flag.FlagSet) {
 	o.registerCommon(fs)
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+	fs.Var(&o.limits.ram, "max-ram", "rebuild and hash at most `N` bytes of RAM blocks, every declared\nbyte (the default takes about 9 s of sha256)")
 }
 
 func (o *streamVerifyOptions) validate(given flagsGiven) error { return o.validateCommon(given) }
@@ -187,7 +193,7 @@ func streamMain(args []string, stdout, stderr io.Writer) int {
 	}
 	fl := cmd.opts.(interface{ streamFlagsOf() *streamFlags }).streamFlagsOf()
 	if err := runStream(sub, pos, fl.kind, *fl, stdout, stderr); err != nil {
-		fmt.Fprintf(stderr, "qbench stream %s: %s\n", sub, oneLine(err))
+		fmt.Fprintf(stderr, "qbench stream %s: %s\n", sub, limitLine(err))
 		return 1
 	}
 	return 0
@@ -203,6 +209,41 @@ func oneLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
+// streamLimits are --max-ram, --max-vmdesc and --max-page-mem.
+type streamLimits struct {
+	ram, vmdesc, pageMem sizeFlag
+}
+
+func (l streamLimits) check() error {
+	for _, f := range []struct {
+		name string
+		v    sizeFlag
+	}{{"--max-ram", l.ram}, {"--max-vmdesc", l.vmdesc}, {"--max-page-mem", l.pageMem}} {
+		if f.v <= 0 {
+			return fmt.Errorf("%s %d: want a positive size", f.name, f.v)
+		}
+	}
+	if l.vmdesc > 1<<32-1 {
+		return fmt.Errorf("--max-vmdesc %d: the vmdesc length is a be32, at most 4GiB-1", l.vmdesc)
+	}
+	return nil
+}
+
+// options returns savevm's Options with the limits set.
+func (l streamLimits) options() savevm.Options {
+	return savevm.Options{MaxVerifyRAM: int64(l.ram), MaxVMDesc: int64(l.vmdesc), MaxPageMemory: int64(l.pageMem)}
+}
+
+// limitLine is err on one line, a limit named by its flag.
+func limitLine(err error) string {
+	s := oneLine(err)
+	if errors.Is(err, savevm.ErrLimit) {
+		s = strings.NewReplacer("Options.MaxVerifyRAM", "--max-ram", "Options.MaxVMDesc", "--max-vmdesc",
+			"Options.MaxPageMemory", "--max-page-mem").Replace(s)
+	}
+	return s
+}
+
 func runStream(sub string, pos []string, kind engine.Kind, fl streamFlags, stdout, stderr io.Writer) error {
 	src, err := openStreamSource(pos[0], kind)
 	if err != nil {
@@ -215,7 +256,7 @@ func runStream(sub string, pos []string, kind engine.Kind, fl streamFlags, stdou
 	if err := src.gunzip(); err != nil {
 		return err
 	}
-	opts := savevm.Options{}
+	opts := fl.limits.options()
 	bar := newStreamBar(stderr, src.size, sub)
 	if bar != nil {
 		opts.Progress = bar.set
@@ -276,6 +317,9 @@ const relayGrace = 30 * time.Second
 // path. Every report goes to stderr: under QEMU's exec: stdout is not
 // ours to write.
 func runCopy(src *streamSource, pos []string, kind engine.Kind, fl streamFlags, stdout, stderr io.Writer) error {
+	if err := refuseSameFile(src, pos, stdout); err != nil {
+		return err
+	}
 	dst, err := openStreamDest(pos[1], kind, stdout)
 	if err != nil {
 		return err
@@ -310,7 +354,7 @@ func runCopy(src *streamSource, pos []string, kind engine.Kind, fl streamFlags, 
 		}
 	}
 	start := time.Now()
-	opts := savevm.Options{}
+	opts := fl.limits.options()
 	if err = src.gunzip(); err != nil {
 		if relay != nil {
 			relay.Stop()
@@ -473,6 +517,9 @@ type streamSource struct {
 	live  *savevm.LiveSource
 	conn  *os.File
 	close func()
+	// info identifies a regular file SRC (nil otherwise), so that a copy
+	// can refuse to write onto its own input.
+	info os.FileInfo
 }
 
 // openStreamSource opens SRC for reading.
@@ -499,12 +546,16 @@ func openStreamSource(spec string, kind engine.Kind) (*streamSource, error) {
 		}
 		if fi, err := os.Stat(spec); err == nil && fi.Mode().IsRegular() {
 			s.size = fi.Size()
+			s.info = fi
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	if file != nil {
+		if fi, err := file.Stat(); err == nil && fi.Mode().IsRegular() {
+			s.info = fi
+		}
 		if s.f, err = openLive(file, "rb", opt, &s.live); err != nil {
 			file.Close()
 			return nil, err
@@ -664,4 +715,49 @@ func connFile(c net.Conn) (*os.File, error) {
 		return nil, errors.New("connection has no descriptor")
 	}
 	return fc.File()
+}
+
+// refuseSameFile fails when DST is the regular file SRC is (the same
+// device and inode, whatever the path or symlink leading to it): opening
+// it for writing would truncate the input before a byte is read. It runs
+// before DST is opened.
+func refuseSameFile(src *streamSource, pos []string, stdout io.Writer) error {
+	if src.info == nil {
+		return nil
+	}
+	spec := pos[1]
+	var fi os.FileInfo
+	var err error
+	switch {
+	case spec == "-":
+		out, ok := stdout.(*os.File)
+		if !ok {
+			return nil
+		}
+		fi, err = out.Stat()
+	case strings.HasPrefix(spec, "fd:"):
+		n, aerr := strconv.Atoi(strings.TrimPrefix(spec, "fd:"))
+		if aerr != nil || n < 0 {
+			return nil // openStreamDest says what is wrong
+		}
+		var st unix.Stat_t
+		if unix.Fstat(n, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return nil
+		}
+		if sys, ok := src.info.Sys().(*syscall.Stat_t); ok && uint64(sys.Dev) == uint64(st.Dev) && uint64(sys.Ino) == uint64(st.Ino) {
+			return fmt.Errorf("DST %s is SRC %s (the same file): copying would overwrite the input; write to another file", spec, pos[0])
+		}
+		return nil
+	case strings.HasPrefix(spec, "unix:"), strings.HasPrefix(spec, "tcp:"):
+		return nil
+	default:
+		fi, err = os.Stat(spec)
+	}
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil // a new file, or not one a copy could truncate
+	}
+	if os.SameFile(src.info, fi) {
+		return fmt.Errorf("DST %s is SRC %s (the same file): copying would truncate the input; write to another file", spec, pos[0])
+	}
+	return nil
 }
