@@ -69,7 +69,8 @@ func (f *File) fillBlock() int {
 // sticky. offset+size must not exceed BufSize: a larger window is a bug
 // in the caller and panics. The view is valid until the next read call.
 func (f *File) PeekBuffer(size, offset int) []byte {
-	if offset < 0 || size < 0 || offset+size > BufSize {
+	// Compared one by one, never as offset+size, which overflows.
+	if offset < 0 || size < 0 || size > BufSize || offset > BufSize-size {
 		panic(fmt.Sprintf("qfile: PeekBuffer(size %d, offset %d): window beyond the %d-byte buffer", size, offset, BufSize))
 	}
 	if !f.getCheck() {
