@@ -263,6 +263,9 @@ func NewOSFile(file *os.File, mode string, opts ...Option) (*File, error) {
 
 // openFD picks the backend for a descriptor and makes the File.
 func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
 	fc, err := newFDCommon(fd, file, c.keepOpen)
 	if err != nil {
 		return nil, err
@@ -341,11 +344,16 @@ func Open(path, mode string, opts ...Option) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	c := buildConfig(opts)
+	if err := c.check(); err != nil {
+		// Refused before the file is created or truncated.
+		return nil, err
+	}
 	flags := os.O_RDONLY
 	if writable {
 		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 	}
-	if buildConfig(opts).direct {
+	if c.direct {
 		flags |= unix.O_DIRECT
 	}
 	file, err := os.OpenFile(path, flags, 0o644)

@@ -87,3 +87,49 @@ func TestReliabilityMisuseBadOffsets(t *testing.T) {
 		})
 	}
 }
+
+// TestReliabilityMisuseQueueDepth: a queue depth above MaxQueueDepth is
+// refused by every constructor with an error naming the range, before
+// a file is created or a buffer mapped; MaxQueueDepth itself works.
+func TestReliabilityMisuseQueueDepth(t *testing.T) {
+	noLeaks(t)
+	dir := t.TempDir()
+	for _, depth := range []int{1 << 40, math.MaxInt, 65536, 32768, engine.MaxQueueDepth + 1} {
+		before := engine.BufferArenaStats()
+		path := filepath.Join(dir, "never")
+		f, err := engine.Open(path, "wb", engine.WithBackend(engine.Uring), engine.WithQueueDepth(depth))
+		if f != nil || !errors.Is(err, engine.ErrQueueDepth) || !strings.Contains(err.Error(), "want 1 to 256") {
+			t.Fatalf("Open with depth %d: %v, want ErrQueueDepth naming the range", depth, err)
+		}
+		if _, serr := os.Stat(path); !os.IsNotExist(serr) {
+			t.Fatalf("Open with depth %d created the file: %v", depth, serr)
+		}
+		a, b := socketPair(t)
+		if _, err := engine.NewOSFile(a, "wb", engine.WithBackend(engine.Uring), engine.WithQueueDepth(depth)); !errors.Is(err, engine.ErrQueueDepth) {
+			t.Fatalf("NewOSFile with depth %d: %v", depth, err)
+		}
+		if _, err := engine.NewFD(int(b.Fd()), "rb", engine.WithQueueDepth(depth)); !errors.Is(err, engine.ErrQueueDepth) {
+			t.Fatalf("NewFD with depth %d: %v", depth, err)
+		}
+		if after := engine.BufferArenaStats(); after.Mapped != before.Mapped || after.Blocks != before.Blocks {
+			t.Fatalf("depth %d: arena went from %d to %d bytes mapped, %d to %d blocks", depth, before.Mapped, after.Mapped, before.Blocks, after.Blocks)
+		}
+		a.Close()
+		b.Close()
+	}
+	for _, k := range relBackends(t) {
+		path := filepath.Join(dir, "max")
+		f := mustFile(t)(engine.Open(path, "wb", engine.WithBackend(k), engine.WithQueueDepth(engine.MaxQueueDepth)))
+		checkBackend(t, f, k)
+		s := genScript(77, 3<<20, 64<<10)
+		s.write(t, f)
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		equalBytes(t, k.String()+" at MaxQueueDepth", got, s.want)
+	}
+}
