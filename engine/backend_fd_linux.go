@@ -212,6 +212,26 @@ func growPipe(fd int) int {
 
 func (c *fdCommon) FD() int { return c.fd }
 
+// leaveOffset sets a seekable descriptor's offset to stream position
+// pos, where write(2) or read(2) would have left it: the File moves
+// bytes with pwritev/preadv (or io_uring at explicit offsets), which do
+// not move it, and whoever shares the descriptor (the caller after
+// KeepOpen, a shell that redirected it) goes on from there.
+func (c *fdCommon) leaveOffset(pos int64) error {
+	if !c.seekable {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	if _, err := unix.Seek(c.fd, c.base+pos, io.SeekStart); err != nil {
+		return &os.SyscallError{Syscall: "lseek", Err: err}
+	}
+	return nil
+}
+
 func (c *fdCommon) closeFD() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

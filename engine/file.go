@@ -271,6 +271,14 @@ func (f *File) Buffered() int {
 // sticky error if one was set, else the error of the final flush, else
 // the backend's close error (QEMU's qemu_fclose). Close on a closed File
 // returns ErrClosed.
+//
+// On a seekable descriptor (a regular file, a block device) the File
+// moves bytes at explicit offsets, and Flush and Close leave the
+// descriptor's own offset where write(2) or read(2) would have: a
+// writer's at the end of the stream it wrote, a reader's at the end of
+// what it consumed (bytes read ahead are given back), so the caller of
+// KeepOpen, or a shell that shares the descriptor, goes on from there.
+// Between those calls the offset is not defined.
 func (f *File) Close() error {
 	if f.closed {
 		return ErrClosed
@@ -280,6 +288,11 @@ func (f *File) Close() error {
 		if f.align != 0 {
 			f.trimPadding()
 		}
+	}
+	// Flush left a writer's offset unless it failed; a failed writer
+	// leaves it after what the backend took.
+	if !f.writable || f.err != nil {
+		f.leaveOffset()
 	}
 	f.closed = true
 	cerr := f.be.Close()
