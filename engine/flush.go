@@ -9,10 +9,24 @@ import (
 // error (QEMU's qemu_fflush). Bytes queued before an error was set are
 // still written: an error never loses what was already accepted unless
 // the backend itself failed to take it.
+//
+// Flush while another goroutine is in a call on the File returns
+// ErrConcurrentUse (see Concurrency in the package docs).
 func (f *File) Flush() error {
+	if !f.enter() {
+		return ErrConcurrentUse
+	}
+	defer f.leave()
 	if f.closed {
 		return ErrClosed
 	}
+	return f.flushAll()
+}
+
+// flushAll is Flush for a caller that holds the File: everything queued
+// is written, held-back TCP tails are pushed, the descriptor's offset is
+// left after the stream.
+func (f *File) flushAll() error {
 	if !f.writable {
 		return f.err
 	}

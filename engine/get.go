@@ -77,7 +77,7 @@ func (f *File) PeekBuffer(size, offset int) []byte {
 		return nil
 	}
 	for f.bufSize-f.bufIndex-offset < size {
-		if f.fill() == 0 {
+		if f.fillOwned() == 0 {
 			break
 		}
 	}
@@ -127,7 +127,7 @@ func (f *File) Skip(n int) int {
 	}
 	done := 0
 	for done < n {
-		if f.bufIndex == f.bufSize && f.fill() == 0 {
+		if f.bufIndex == f.bufSize && f.fillOwned() == 0 {
 			break
 		}
 		done += f.skipBuffered(n - done)
@@ -148,14 +148,14 @@ func (f *File) GetBuffer(p []byte) int {
 			// Large reads with an empty buffer bypass it ("Large read,
 			// empty buffer" in bufio.Reader.Read): no double copy.
 			if len(p)-done >= BufSize && f.err == nil && f.br == nil {
-				n := f.readBackend(p[done:])
+				n := f.readBackendOwned(p[done:])
 				done += n
 				if n == 0 {
 					break
 				}
 				continue
 			}
-			if f.fill() == 0 {
+			if f.fillOwned() == 0 {
 				break
 			}
 		}

@@ -51,6 +51,10 @@ func (f *File) positioner() (positioner, error) {
 // multiples of the alignment; p itself may be anywhere (it is copied through an
 // aligned buffer when it is not aligned).
 func (f *File) PutBufferAt(p []byte, off int64) error {
+	if !f.enter() {
+		return ErrConcurrentUse
+	}
+	defer f.leave()
 	if f.err != nil {
 		return f.err
 	}
@@ -98,6 +102,10 @@ var ErrBadOffset = errors.New("no file has that offset (negative, or ending past
 // file came first), returned with the count; it is not sticky, as the
 // buffered stream is untouched.
 func (f *File) GetBufferAt(p []byte, off int64) (int, error) {
+	if !f.enter() {
+		return 0, ErrConcurrentUse
+	}
+	defer f.leave()
 	if f.err != nil {
 		return 0, f.err
 	}
@@ -123,6 +131,10 @@ func (f *File) GetBufferAt(p []byte, off int64) (int, error) {
 // whence is io.SeekStart, io.SeekCurrent (from the stream position) or
 // io.SeekEnd. A writer flushes first; a reader drops what it read ahead.
 func (f *File) SetOffset(off int64, whence int) error {
+	if !f.enter() {
+		return ErrConcurrentUse
+	}
+	defer f.leave()
 	if f.closed {
 		return ErrClosed
 	}
@@ -152,7 +164,7 @@ func (f *File) SetOffset(off int64, whence int) error {
 		return fmt.Errorf("qfile: SetOffset: offset %d is not a multiple of the O_DIRECT alignment %d", abs, f.align)
 	}
 	if f.writable {
-		if err := f.Flush(); err != nil {
+		if err := f.flushAll(); err != nil {
 			return err
 		}
 		f.vec.Reset()
@@ -185,6 +197,10 @@ func (f *File) Offset() int64 {
 // as it was.
 // The end of the stream first is an error, and sticky like any get's.
 func (f *File) GetToFD(fd int, n int64) error {
+	if !f.enter() {
+		return ErrConcurrentUse
+	}
+	defer f.leave()
 	if !f.getCheck() {
 		return f.err
 	}
