@@ -15,7 +15,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/qfile/qfile/arena"
 	"github.com/qfile/qfile/engine"
+	"github.com/qfile/qfile/internal/testutil"
 )
 
 // blockFirst installs a fault hook that holds the first backend op of
@@ -227,5 +229,53 @@ func TestReliabilityConcurrentPutsAndGetsPanic(t *testing.T) {
 				t.Errorf("Close after refused gets: %v", err)
 			}
 		})
+	}
+}
+
+// TestReliabilityArenaReturnsMemory: many Files open at once map many
+// slabs; once they are closed the buffer arena gives back all but
+// arena.DefaultRetain of them, and Files opened and closed one after
+// another then reuse the retained slabs without a new mapping.
+func TestReliabilityArenaReturnsMemory(t *testing.T) {
+	noLeaks(t)
+	n := testutil.Scale(128, 1024)
+	path := filepath.Join(t.TempDir(), "r")
+	if err := os.WriteFile(path, make([]byte, 4*engine.BufSize), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := engine.BufferArenaStats()
+	ks := relBackends(t)
+	var fs []*engine.File
+	for i := range n {
+		k := ks[i%len(ks)]
+		g := mustFile(t)(engine.Open(path, "rb", engine.WithBackend(k)))
+		if g.GetByte(); g.Err() != nil {
+			t.Fatal(g.Err())
+		}
+		fs = append(fs, g)
+	}
+	peak := engine.BufferArenaStats()
+	if grew := peak.Mapped - before.Mapped; grew < 2*arena.DefaultRetain && testutil.Full() {
+		t.Fatalf("%d readers mapped only %d bytes more: the test does not reach past the retained slabs", n, grew)
+	}
+	for _, g := range fs {
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := engine.BufferArenaStats()
+	t.Logf("%d readers: arena mapped %d MiB before, %d MiB open, %d MiB closed (%d retained)", n, before.Mapped>>20, peak.Mapped>>20, after.Mapped>>20, after.Retained>>20)
+	if after.Mapped > before.Mapped+arena.DefaultRetain || after.Retained > arena.DefaultRetain {
+		t.Fatalf("after closing: %d bytes mapped (%d retained), was %d before: more than DefaultRetain kept", after.Mapped, after.Retained, before.Mapped)
+	}
+	for range 50 {
+		for _, k := range ks {
+			g := mustFile(t)(engine.Open(path, "rb", engine.WithBackend(k)))
+			g.GetByte()
+			g.Close()
+		}
+	}
+	if again := engine.BufferArenaStats(); again.Mmaps != after.Mmaps || again.Munmaps != after.Munmaps {
+		t.Fatalf("Files opened and closed one at a time: mmaps %d -> %d, munmaps %d -> %d; want the retained slabs reused", after.Mmaps, again.Mmaps, after.Munmaps, again.Munmaps)
 	}
 }
