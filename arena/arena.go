@@ -138,9 +138,9 @@ type Arena struct {
 	holes   []int       // indices of released regions, reused last-in first-out
 	// empty lists the slabs with no live block, least recently emptied
 	// first: past Config.Retain, the first go back to the kernel.
-	empty []int
-	stats   Stats
-	closed  bool
+	empty  []int
+	stats  Stats
+	closed bool
 }
 
 // sizeClass is the free list of one block size. Guarded by Arena.mu.
