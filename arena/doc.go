@@ -40,8 +40,9 @@
 //
 // Regions lists the mappings, indexed as Block.RegionIndex, so a caller can
 // register them with IORING_REGISTER_BUFFERS and address a block as
-// (buffer index, Block.Offset) in WRITE_FIXED. The index of a dedicated
-// mapping released by Free becomes a hole (a nil entry, which io_uring
+// (buffer index, Block.Offset) in WRITE_FIXED. The index of a mapping
+// released by Free (a dedicated one, or a slab beyond Config.Retain)
+// becomes a hole (a nil entry, which io_uring
 // accepts as a sparse slot) and may be reused by a later mapping; a caller
 // that registered Regions re-registers when Stats().Mmaps changes.
 // io_uring rejects a registered buffer larger than 1 GiB.
@@ -66,8 +67,8 @@
 // Block (or any copy of it) has been freed, its Bytes, Offset and
 // RegionIndex panic, and a second Free returns an error wrapping ErrFreed.
 // A slice obtained from Bytes before the Free is not tracked: keeping it is
-// the caller's bug, and after a dedicated mapping or the whole arena is
-// unmapped, touching it faults.
+// the caller's bug, and after its mapping (a dedicated one, a slab emptied
+// beyond Config.Retain) or the whole arena is unmapped, touching it faults.
 //
 // Close fails with ErrInUse while blocks are live and leaves the arena
 // untouched. ForceClose invalidates every live Block and unmaps everything;

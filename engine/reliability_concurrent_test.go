@@ -215,6 +215,8 @@ func TestReliabilityConcurrentPutsAndGetsPanic(t *testing.T) {
 				"PeekBuffer": func() { g.PeekBuffer(10, 0) },
 				"Skip":       func() { g.Skip(1) },
 				"GetBuffer":  func() { g.GetBuffer(make([]byte, 64<<10)) },
+				"Read":       func() { g.Read(make([]byte, 10)) },
+				"Read large": func() { g.Read(make([]byte, 64<<10)) },
 			} {
 				msg := catch(get)
 				if !strings.Contains(msg, "another goroutine was using the File") {
