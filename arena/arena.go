@@ -17,6 +17,12 @@ const (
 	// is zero: 32 engine buffers of QEMU's IO_BUF_SIZE (32 KiB) per mmap.
 	DefaultSlabSize = 1 << 20
 
+	// DefaultRetain is how many bytes of wholly free slabs an Arena keeps
+	// mapped for reuse when Config.Retain is zero: 16 slabs of the default
+	// size, 512 engine buffers, enough that Files opened and closed one
+	// after another, or a few dozen at a time, reuse the same slabs.
+	DefaultRetain = 16 << 20
+
 	// DefaultLimit caps the bytes mapped at once when Config.Limit is zero.
 	// It is far above what engine buffers need (a File uses a few 32 KiB
 	// buffers); a benchmark that maps guest RAM sets its own limit.
@@ -78,6 +84,12 @@ type Config struct {
 	// together). Zero means DefaultLimit.
 	Limit int
 
+	// Retain is how many bytes of slabs with no live block stay mapped,
+	// for later Allocs to reuse without a new mmap; a slab emptied beyond
+	// it is unmapped at once. Zero means DefaultRetain; negative keeps
+	// none.
+	Retain int
+
 	// SlabSize is the size of one slab: a power of two, at least one page.
 	// Requests of up to SlabSize/4 bytes are carved from slabs; larger ones
 	// get a mapping of their own. Zero means DefaultSlabSize.
@@ -98,6 +110,7 @@ type Config struct {
 type Stats struct {
 	Mapped          int // bytes currently mapped: slabs and dedicated mappings
 	MappedHighWater int // the largest Mapped has been
+	Retained        int // bytes of mapped slabs with no live block (at most Config.Retain)
 	InUse           int // bytes held by live blocks, counted at block capacity (size class or whole pages)
 	InUseHighWater  int // the largest InUse has been
 	Locked          int // bytes currently mlocked (Config.Lock)
@@ -112,6 +125,7 @@ type Stats struct {
 type Arena struct {
 	// Fixed by New.
 	limit     int
+	retain    int
 	slabSize  int
 	minClass  int // smallest class: one cache line
 	maxClass  int // largest class: slabSize / minBlocksPerSlab
@@ -122,21 +136,27 @@ type Arena struct {
 	classes []sizeClass // classes[i] holds blocks of minClass<<i bytes
 	regions []region    // indexed by Block.RegionIndex
 	holes   []int       // indices of released regions, reused last-in first-out
-	stats   Stats
-	closed  bool
+	// empty lists the slabs with no live block, least recently emptied
+	// first: past Config.Retain, the first go back to the kernel.
+	empty  []int
+	stats  Stats
+	closed bool
 }
 
 // sizeClass is the free list of one block size. Guarded by Arena.mu.
 type sizeClass struct {
-	size  int
-	free  *slot    // most recently freed first: its lines are likely still cached
-	slabs [][]slot // every slot of this class, for ForceClose
+	size int
+	free *slot // most recently freed first: its lines are likely still cached
 }
 
 // region is one mapping. Guarded by Arena.mu.
 type region struct {
 	mem       []byte // nil for a hole
 	dedicated *slot  // the block owning a dedicated mapping; nil for a slab
+	// slots are a slab's blocks, live counts those handed out: a slab
+	// whose count drops to 0 is retained or unmapped.
+	slots []slot
+	live  int
 }
 
 // slot is the arena-side state of one block.
@@ -152,8 +172,8 @@ type slot struct {
 	// the arena lock.
 	gen atomic.Uint64
 
-	live bool  // guarded by Arena.mu
-	next *slot // free list link, guarded by Arena.mu
+	live       bool  // guarded by Arena.mu
+	next, prev *slot // free list links, guarded by Arena.mu
 }
 
 // Block is a handle to one allocation. The zero Block is never live.
@@ -173,6 +193,7 @@ func New(cfg Config) (*Arena, error) {
 	page := os.Getpagesize()
 	a := &Arena{
 		limit:    cfg.Limit,
+		retain:   cfg.Retain,
 		slabSize: cfg.SlabSize,
 		minClass: cacheLine,
 		lock:     cfg.Lock,
@@ -182,6 +203,12 @@ func New(cfg Config) (*Arena, error) {
 	}
 	if a.slabSize == 0 {
 		a.slabSize = DefaultSlabSize
+	}
+	switch {
+	case a.retain == 0:
+		a.retain = DefaultRetain
+	case a.retain < 0:
+		a.retain = 0
 	}
 	if a.limit < 0 {
 		return nil, fmt.Errorf("arena: negative Limit %d", cfg.Limit)
@@ -261,15 +288,53 @@ func (a *Arena) allocSmall(size int) (*slot, error) {
 			s.region = idx
 			s.offset = off
 			s.class = ci
-			s.next = c.free
-			c.free = s
+			c.push(s)
 		}
-		c.slabs = append(c.slabs, slots)
+		a.regions[idx].slots = slots
+		a.stats.Retained += len(mem)
+		a.empty = append(a.empty, idx)
 	}
 	s := c.free
-	c.free = s.next
-	s.next = nil
+	c.remove(s)
+	r := &a.regions[s.region]
+	if r.live == 0 {
+		a.stats.Retained -= len(r.mem)
+		a.dropEmpty(s.region)
+	}
+	r.live++
 	return s, nil
+}
+
+// dropEmpty takes slab idx off the list of empty slabs.
+func (a *Arena) dropEmpty(idx int) {
+	for i, e := range a.empty {
+		if e == idx {
+			a.empty = append(a.empty[:i], a.empty[i+1:]...)
+			return
+		}
+	}
+}
+
+// push puts s at the front of the free list.
+func (c *sizeClass) push(s *slot) {
+	s.prev, s.next = nil, c.free
+	if c.free != nil {
+		c.free.prev = s
+	}
+	c.free = s
+}
+
+// remove takes s out of the free list.
+func (c *sizeClass) remove(s *slot) {
+	if s.prev != nil {
+		s.prev.next = s.next
+	} else {
+		c.free = s.next
+	}
+	if s.next != nil {
+		s.next.prev = s.prev
+	}
+	s.next, s.prev = nil, nil
 }
 
 // allocDedicated maps a region of its own for size bytes. Called with a.mu
@@ -331,6 +396,9 @@ func (a *Arena) unmapRegion(idx int) error {
 	if err := sysUnmap(mem); err != nil {
 		return fmt.Errorf("arena: releasing region %d (%d bytes): %w", idx, len(mem), err)
 	}
+	if a.regions[idx].slots != nil && a.regions[idx].live == 0 {
+		a.stats.Retained -= len(mem)
+	}
 	a.regions[idx] = region{}
 	a.holes = append(a.holes, idx)
 	a.stats.Munmaps++
@@ -368,9 +436,36 @@ func (a *Arena) free(b Block) error {
 		return a.unmapRegion(s.region)
 	}
 	c := &a.classes[s.class]
-	s.next = c.free
-	c.free = s
+	c.push(s)
+	r := &a.regions[s.region]
+	if r.live--; r.live > 0 {
+		return nil
+	}
+	a.stats.Retained += len(r.mem)
+	a.empty = append(a.empty, s.region)
+	// Past what is kept for reuse, the slabs emptied longest ago go back
+	// to the kernel: the one just emptied is the likeliest to be wanted
+	// again (a File closed and opened again), and its class may not be
+	// theirs.
+	for a.stats.Retained > a.retain {
+		if err := a.unmapEmpty(a.empty[0]); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// unmapEmpty unmaps slab idx, which has no live block: its blocks leave
+// the free list first. A Block naming one of them is stale already (its
+// generation moved on at Free). Called with a.mu held.
+func (a *Arena) unmapEmpty(idx int) error {
+	r := &a.regions[idx]
+	c := &a.classes[r.slots[0].class]
+	for i := range r.slots {
+		c.remove(&r.slots[i])
+	}
+	a.dropEmpty(idx)
+	return a.unmapRegion(idx)
 }
 
 // retire makes s not live and stale for every Block naming it. Called with
@@ -465,16 +560,13 @@ func (a *Arena) ForceClose() error {
 	if a.closed {
 		return ErrClosed
 	}
-	for i := range a.classes {
-		for _, slab := range a.classes[i].slabs {
-			for j := range slab {
-				if slab[j].live {
-					a.retire(&slab[j])
-				}
+	for i := range a.regions {
+		r := &a.regions[i]
+		for j := range r.slots {
+			if r.slots[j].live {
+				a.retire(&r.slots[j])
 			}
 		}
-	}
-	for _, r := range a.regions {
 		if r.dedicated != nil && r.dedicated.live {
 			a.retire(r.dedicated)
 		}
@@ -498,9 +590,9 @@ func (a *Arena) release() error {
 	a.closed = true
 	a.regions = nil
 	a.holes = nil
+	a.empty = nil
 	for i := range a.classes {
 		a.classes[i].free = nil
-		a.classes[i].slabs = nil
 	}
 	return first
 }

@@ -240,19 +240,19 @@ func TestStatsExact(t *testing.T) {
 	mustFree(t, b1)
 	mustFree(t, b2)
 	mustFree(t, b3)
-	want.InUse, want.Blocks = 0, 0
-	check("all freed (slabs stay mapped)")
+	want.InUse, want.Blocks, want.Retained = 0, 0, 2*mib
+	check("all freed (slabs stay mapped, within Retain)")
 
 	b5 := mustAlloc(t, a, bufSize) // from the free list: no new mapping
-	want.InUse, want.Blocks = bufSize, 1
+	want.InUse, want.Blocks, want.Retained = bufSize, 1, mib
 	check("reuse")
 	mustFree(t, b5)
-	want.InUse, want.Blocks = 0, 0
+	want.InUse, want.Blocks, want.Retained = 0, 0, 2*mib
 
 	if err := a.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	want.Mapped, want.Regions, want.Munmaps = 0, 0, 3
+	want.Mapped, want.Regions, want.Munmaps, want.Retained = 0, 0, 3, 0
 	check("closed")
 }
 

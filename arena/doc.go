@@ -7,8 +7,9 @@
 // reaped; a registered buffer (IORING_REGISTER_BUFFERS) is used by every
 // READ_FIXED/WRITE_FIXED until it is unregistered. Such memory must come from
 // here: it is mapped with mmap(2) (anonymous, private), never moved, never
-// collected, and released with munmap(2) only by Block.Free of a dedicated
-// mapping or by Close.
+// collected, and released with munmap(2) by Block.Free of a dedicated
+// mapping, by Block.Free of a slab's last live block beyond Config.Retain,
+// or by Close.
 //
 // # Layout
 //
@@ -18,9 +19,14 @@
 // that hold blocks of one class only. A slab is page-aligned and a block of
 // class c sits at a multiple of c inside it, so every block is aligned to
 // min(c, page size): 32 KiB engine buffers (QEMU IO_BUF_SIZE) are
-// page-aligned, 1 KiB iovec tables are cache-line aligned. Slabs stay mapped
-// until Close; their freed blocks go to a per-class free list and are reused,
-// most recently freed first.
+// page-aligned, 1 KiB iovec tables are cache-line aligned. Freed blocks go
+// to a per-class free list and are reused, most recently freed first. A
+// slab whose last live block is freed stays mapped for reuse while the
+// slabs so kept (Stats.Retained) fit in Config.Retain (DefaultRetain, 16
+// MiB); beyond it the slabs emptied longest ago are unmapped, so memory
+// follows what is in use, not the peak, and a steady state of allocations
+// and frees (a File opened and closed over and over) maps and unmaps
+// nothing.
 //
 // Larger requests (a guest-RAM region for a benchmark, say) get a mapping of
 // their own, rounded up to whole pages and unmapped by Block.Free. With
@@ -34,8 +40,9 @@
 //
 // Regions lists the mappings, indexed as Block.RegionIndex, so a caller can
 // register them with IORING_REGISTER_BUFFERS and address a block as
-// (buffer index, Block.Offset) in WRITE_FIXED. The index of a dedicated
-// mapping released by Free becomes a hole (a nil entry, which io_uring
+// (buffer index, Block.Offset) in WRITE_FIXED. The index of a mapping
+// released by Free (a dedicated one, or a slab beyond Config.Retain)
+// becomes a hole (a nil entry, which io_uring
 // accepts as a sparse slot) and may be reused by a later mapping; a caller
 // that registered Regions re-registers when Stats().Mmaps changes.
 // io_uring rejects a registered buffer larger than 1 GiB.
@@ -60,8 +67,8 @@
 // Block (or any copy of it) has been freed, its Bytes, Offset and
 // RegionIndex panic, and a second Free returns an error wrapping ErrFreed.
 // A slice obtained from Bytes before the Free is not tracked: keeping it is
-// the caller's bug, and after a dedicated mapping or the whole arena is
-// unmapped, touching it faults.
+// the caller's bug, and after its mapping (a dedicated one, a slab emptied
+// beyond Config.Retain) or the whole arena is unmapped, touching it faults.
 //
 // Close fails with ErrInUse while blocks are live and leaves the arena
 // untouched. ForceClose invalidates every live Block and unmaps everything;

@@ -212,6 +212,26 @@ func growPipe(fd int) int {
 
 func (c *fdCommon) FD() int { return c.fd }
 
+// leaveOffset sets a seekable descriptor's offset to stream position
+// pos, where write(2) or read(2) would have left it: the File moves
+// bytes with pwritev/preadv (or io_uring at explicit offsets), which do
+// not move it, and whoever shares the descriptor (the caller after
+// KeepOpen, a shell that redirected it) goes on from there.
+func (c *fdCommon) leaveOffset(pos int64) error {
+	if !c.seekable {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	if _, err := unix.Seek(c.fd, c.base+pos, io.SeekStart); err != nil {
+		return &os.SyscallError{Syscall: "lseek", Err: err}
+	}
+	return nil
+}
+
 func (c *fdCommon) closeFD() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -292,6 +312,9 @@ func withPageCopy(tuning string, on bool) string {
 
 // openFD picks the backend for a descriptor and makes the File.
 func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
 	fc, err := newFDCommon(fd, file, c.keepOpen)
 	if err != nil {
 		return nil, err
@@ -372,11 +395,16 @@ func Open(path, mode string, opts ...Option) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	c := buildConfig(opts)
+	if err := c.check(); err != nil {
+		// Refused before the file is created or truncated.
+		return nil, err
+	}
 	flags := os.O_RDONLY
 	if writable {
 		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 	}
-	if buildConfig(opts).direct {
+	if c.direct {
 		flags |= unix.O_DIRECT
 	}
 	file, err := os.OpenFile(path, flags, 0o644)

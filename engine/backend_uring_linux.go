@@ -154,10 +154,14 @@ type ureq struct {
 // rblock is a read-ahead buffer of 2*BufSize bytes: reads land in the
 // back half, the File's pending bytes are copied into the front half.
 type rblock struct {
-	blk      arena.Block
-	buf      []byte
+	blk arena.Block
+	buf []byte
+	// pos is the stream position of the block's first byte, n the bytes
+	// read from there. An O_DIRECT read starts skip bytes before pos,
+	// at an aligned offset, so its data is at buf[BufSize+skip:].
 	pos      int64
 	n        int
+	skip     int
 	err      error
 	state    ureqState
 	retries  int
@@ -478,7 +482,18 @@ func (b *uringBackend) writeDone(slot int, res int32, flags uint32) {
 func (b *uringBackend) nextBlock(pending []byte) ([]byte, error) {
 	b.issueReads()
 	h := &b.blocks[b.head]
-	for h.state != reqDone {
+	reread := false
+	for h.state != reqDone || (h.n == 0 && h.err == nil && b.positional && !reread) {
+		if h.state == reqDone {
+			// The end of a file, seen by a read issued ahead, maybe
+			// before the file grew: ask again now, once, as read(2)
+			// would.
+			reread = true
+			b.resetReads(h.pos)
+			b.issueReads()
+			h = &b.blocks[b.head]
+			continue
+		}
 		if h.state == reqIdle {
 			// Nothing could be issued: the stream ended or failed.
 			if b.readFail != nil {
@@ -494,20 +509,21 @@ func (b *uringBackend) nextBlock(pending []byte) ([]byte, error) {
 	if h.n == 0 {
 		return nil, io.EOF
 	}
-	start := BufSize - len(pending)
-	copy(h.buf[start:BufSize], pending)
-	view := h.buf[start : BufSize+h.n]
+	// The data is at buf[BufSize+skip:]; pending goes right before it.
+	data := BufSize + h.skip
+	start := data - len(pending)
+	copy(h.buf[start:data], pending)
+	view := h.buf[start : data+h.n]
 	if b.lent >= 0 {
 		b.blocks[b.lent].state = reqIdle
 	}
 	h.state = reqLent
 	b.lent = b.head
 	b.head = (b.head + 1) % len(b.blocks)
-	if b.positional && h.n < BufSize && !b.direct {
-		// The reads after this one were issued for a full block here:
-		// start again where this one really ended. (On O_DIRECT a
-		// short read is the end of the file: the later reads, at
-		// aligned offsets past it, return 0.)
+	if b.positional && h.skip+h.n < BufSize {
+		// The reads after this one were issued for a full block here
+		// (the end of the file, which may still grow): start again
+		// where this one really ended, never a block further on.
 		b.resetReads(h.pos + int64(h.n))
 	}
 	b.issueReads()
@@ -527,9 +543,14 @@ func (b *uringBackend) issueReads() {
 		if blk.state != reqIdle || (!b.positional && b.reading > 0) {
 			break
 		}
-		blk.pos, blk.n, blk.err, blk.retries = b.subPos, 0, nil, 0
+		blk.pos, blk.n, blk.err, blk.retries, blk.skip = b.subPos, 0, nil, 0, 0
+		if b.direct && b.positional {
+			// O_DIRECT reads at an aligned offset: from the aligned
+			// offset below pos, skipping what precedes pos.
+			blk.skip = int(b.subPos & int64(b.align-1))
+		}
 		b.prepRead(b.sub)
-		b.subPos += BufSize
+		b.subPos += int64(BufSize - blk.skip)
 		b.sub = (b.sub + 1) % len(b.blocks)
 		issued = true
 	}
@@ -559,7 +580,7 @@ func (b *uringBackend) prepRead(i int) {
 	b.reading++
 	off := ring.OffCurrent
 	if b.positional {
-		off = uint64(b.base + blk.pos)
+		off = uint64(b.base + blk.pos - int64(blk.skip))
 	}
 	dst := blk.buf[BufSize:]
 	if faultHook != nil {
@@ -596,7 +617,7 @@ func (b *uringBackend) readDone(i int, res int32) {
 	case res < 0:
 		blk.err = &os.SyscallError{Syscall: "io_uring read", Err: unix.Errno(-res)}
 	default:
-		blk.n = int(res)
+		blk.n = max(int(res)-blk.skip, 0)
 		if res == 0 && !b.positional {
 			b.readEOF = true
 		}

@@ -54,5 +54,10 @@
 //
 // # Concurrency
 //
-// A File is not safe for concurrent use; one goroutine owns it.
+// A File is not safe for concurrent use; one goroutine owns it. Calls
+// that reach the backend (Flush, Close, SetOffset, the positional calls,
+// a put that flushes, a get that refills) check it cheaply: made while
+// another goroutine is in one, they are refused before touching anything,
+// with ErrConcurrentUse or, for puts and gets, a panic with a message.
+// Shutdown is the one call meant for another goroutine.
 package engine

@@ -30,3 +30,12 @@ func SetLimiterClock(l *RateLimiter, now func() time.Time) {
 }
 
 func (l *RateLimiter) limit() int64 { return l.budget * int64(time.Second) / int64(RateWindow) }
+
+// Hold takes f as a call on it would (owner.go), for tests of what a
+// second goroutine meets; release gives it back.
+func Hold(f *File) (release func()) {
+	if !f.enter() {
+		panic("Hold: the File is in use")
+	}
+	return f.leave
+}

@@ -122,6 +122,8 @@ type File struct {
 	// shut is set by Shutdown, from any goroutine; the owner turns it
 	// into the sticky error (noteShutdown).
 	shut atomic.Bool
+	// owner is 1 while a call holds the File (owner.go).
+	owner atomic.Int32
 }
 
 // New returns a File over a backend. mode is "wb" (write) or "rb"
@@ -273,16 +275,34 @@ func (f *File) Buffered() int {
 // Close flushes, closes the backend and returns the first error: the
 // sticky error if one was set, else the error of the final flush, else
 // the backend's close error (QEMU's qemu_fclose). Close on a closed File
-// returns ErrClosed.
+// returns ErrClosed; Close while another goroutine is in a call on the
+// File returns ErrConcurrentUse and closes nothing.
+//
+// On a seekable descriptor (a regular file, a block device) the File
+// moves bytes at explicit offsets, and Flush and Close leave the
+// descriptor's own offset where write(2) or read(2) would have: a
+// writer's at the end of the stream it wrote, a reader's at the end of
+// what it consumed (bytes read ahead are given back), so the caller of
+// KeepOpen, or a shell that shares the descriptor, goes on from there.
+// Between those calls the offset is not defined.
 func (f *File) Close() error {
+	if !f.enter() {
+		return ErrConcurrentUse
+	}
+	defer f.leave()
 	if f.closed {
 		return ErrClosed
 	}
 	if f.writable {
-		f.Flush()
+		f.flushAll()
 		if f.align != 0 {
 			f.trimPadding()
 		}
+	}
+	// Flush left a writer's offset unless it failed; a failed writer
+	// leaves it after what the backend took.
+	if !f.writable || f.err != nil {
+		f.leaveOffset()
 	}
 	f.closed = true
 	cerr := f.be.Close()

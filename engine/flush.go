@@ -9,10 +9,24 @@ import (
 // error (QEMU's qemu_fflush). Bytes queued before an error was set are
 // still written: an error never loses what was already accepted unless
 // the backend itself failed to take it.
+//
+// Flush while another goroutine is in a call on the File returns
+// ErrConcurrentUse (see Concurrency in the package docs).
 func (f *File) Flush() error {
+	if !f.enter() {
+		return ErrConcurrentUse
+	}
+	defer f.leave()
 	if f.closed {
 		return ErrClosed
 	}
+	return f.flushAll()
+}
+
+// flushAll is Flush for a caller that holds the File: everything queued
+// is written, held-back TCP tails are pushed, the descriptor's offset is
+// left after the stream.
+func (f *File) flushAll() error {
 	if !f.writable {
 		return f.err
 	}
@@ -21,7 +35,25 @@ func (f *File) Flush() error {
 	if p, ok := f.be.(pusher); ok && f.err == nil {
 		f.SetError(p.push())
 	}
+	if f.err == nil {
+		f.leaveOffset()
+	}
 	return f.err
+}
+
+// offsetLeaver is a backend over a descriptor with an offset of its own,
+// which the File's positional transfers do not move.
+type offsetLeaver interface {
+	leaveOffset(pos int64) error
+}
+
+// leaveOffset leaves the descriptor's offset at the end of what the File
+// wrote (Tell, once flushed: on O_DIRECT the last partial block is on
+// disk too) or consumed, as write(2) and read(2) would.
+func (f *File) leaveOffset() {
+	if l, ok := f.be.(offsetLeaver); ok {
+		f.SetError(l.leaveOffset(f.Tell()))
+	}
 }
 
 // pusher is a backend that may hold back bytes it was given (a corked TCP

@@ -69,14 +69,15 @@ func (f *File) fillBlock() int {
 // sticky. offset+size must not exceed BufSize: a larger window is a bug
 // in the caller and panics. The view is valid until the next read call.
 func (f *File) PeekBuffer(size, offset int) []byte {
-	if offset < 0 || size < 0 || offset+size > BufSize {
+	// Compared one by one, never as offset+size, which overflows.
+	if offset < 0 || size < 0 || size > BufSize || offset > BufSize-size {
 		panic(fmt.Sprintf("qfile: PeekBuffer(size %d, offset %d): window beyond the %d-byte buffer", size, offset, BufSize))
 	}
 	if !f.getCheck() {
 		return nil
 	}
 	for f.bufSize-f.bufIndex-offset < size {
-		if f.fill() == 0 {
+		if f.fillOwned() == 0 {
 			break
 		}
 	}
@@ -126,7 +127,7 @@ func (f *File) Skip(n int) int {
 	}
 	done := 0
 	for done < n {
-		if f.bufIndex == f.bufSize && f.fill() == 0 {
+		if f.bufIndex == f.bufSize && f.fillOwned() == 0 {
 			break
 		}
 		done += f.skipBuffered(n - done)
@@ -147,14 +148,14 @@ func (f *File) GetBuffer(p []byte) int {
 			// Large reads with an empty buffer bypass it ("Large read,
 			// empty buffer" in bufio.Reader.Read): no double copy.
 			if len(p)-done >= BufSize && f.err == nil && f.br == nil {
-				n := f.readBackend(p[done:])
+				n := f.readBackendOwned(p[done:])
 				done += n
 				if n == 0 {
 					break
 				}
 				continue
 			}
-			if f.fill() == 0 {
+			if f.fillOwned() == 0 {
 				break
 			}
 		}

@@ -43,11 +43,11 @@ func (f *File) Read(p []byte) (int, error) {
 	}
 	if f.bufIndex == f.bufSize {
 		if len(p) >= BufSize && f.err == nil && !f.writable && f.br == nil {
-			if n := f.readBackend(p); n > 0 {
+			if n := f.readBackendOwned(p); n > 0 {
 				return n, nil
 			}
 		} else if f.getCheck() {
-			f.fill()
+			f.fillOwned()
 		}
 	}
 	if f.bufIndex < f.bufSize {

@@ -153,14 +153,38 @@ func WithPageCopy(on bool) Option {
 func WithBackend(k Kind) Option { return func(c *config) { c.kind = k } }
 
 // WithQueueDepth sets how many buffers an asynchronous backend may have
-// in flight (default DefaultQueueDepth); 1 disables pipelining. A pipe
-// written with vmsplice sizes its buffers to the pipe instead (one
-// pipe's worth and two more; docs/architecture.md).
+// in flight (default DefaultQueueDepth); 1 disables pipelining, and a
+// depth below 1 means 1. A depth above MaxQueueDepth is refused: Open,
+// NewFD and NewOSFile return an error naming the range. A pipe written
+// with vmsplice sizes its buffers to the pipe instead (one pipe's worth
+// and two more; docs/architecture.md).
 func WithQueueDepth(n int) Option { return func(c *config) { c.depth = n } }
 
-// DefaultQueueDepth is the default number of 32 KiB buffers an
-// asynchronous backend keeps in flight.
-const DefaultQueueDepth = 4
+const (
+	// DefaultQueueDepth is the default number of 32 KiB buffers an
+	// asynchronous backend keeps in flight.
+	DefaultQueueDepth = 4
+	// MaxQueueDepth is the largest queue depth: each buffer in flight is
+	// a 32 KiB buffer of the File's own (1 MiB on O_DIRECT) and an entry
+	// of its ring, so 256 is 8 MiB (256 MiB on O_DIRECT) for one File,
+	// far past the depth where pipelining stops paying
+	// (docs/performance.md), and far inside the 1 GiB buffer arena and
+	// io_uring's 32768 entries.
+	MaxQueueDepth = 256
+)
+
+// ErrQueueDepth is wrapped by the error of a constructor given a queue
+// depth above MaxQueueDepth.
+var ErrQueueDepth = fmt.Errorf("qfile: queue depth out of range (want 1 to %d)", MaxQueueDepth)
+
+// check refuses a configuration no File can have, before anything is
+// opened or allocated.
+func (c config) check() error {
+	if c.depth > MaxQueueDepth {
+		return fmt.Errorf("%w: WithQueueDepth(%d)", ErrQueueDepth, c.depth)
+	}
+	return nil
+}
 
 func buildConfig(opts []Option) config {
 	c := config{depth: DefaultQueueDepth, drainTimeout: DefaultDrainTimeout, sndBuf: DefaultUnixSendBuffer}

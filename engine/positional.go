@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 )
 
 // Positional I/O, QEMU's mapped-ram calls: bytes at file offsets,
@@ -44,11 +45,16 @@ func (f *File) positioner() (positioner, error) {
 
 // PutBufferAt writes p at file offset off, directly, without touching
 // the buffered stream (QEMU's qemu_put_buffer_at). A partial write is an
-// error, and sticky; a transfer refused up front (not seekable, not
-// aligned for O_DIRECT) is returned and leaves the stream intact. On O_DIRECT, off and len(p) must be multiples of
-// the alignment; p itself may be anywhere (it is copied through an
+// error, and sticky; a transfer refused up front (not seekable, a
+// negative offset: ErrBadOffset, not aligned for O_DIRECT) is returned
+// and leaves the stream intact. On O_DIRECT, off and len(p) must be
+// multiples of the alignment; p itself may be anywhere (it is copied through an
 // aligned buffer when it is not aligned).
 func (f *File) PutBufferAt(p []byte, off int64) error {
+	if !f.enter() {
+		return ErrConcurrentUse
+	}
+	defer f.leave()
 	if f.err != nil {
 		return f.err
 	}
@@ -58,6 +64,9 @@ func (f *File) PutBufferAt(p []byte, off int64) error {
 	}
 	pos, err := f.positioner()
 	if err != nil {
+		return err
+	}
+	if err := checkRange("PutBufferAt", len(p), off); err != nil {
 		return err
 	}
 	if err := pos.checkDirect(len(p), off); err != nil {
@@ -73,16 +82,38 @@ func (f *File) PutBufferAt(p []byte, off int64) error {
 	return err
 }
 
+// checkRange refuses a positional transfer of n bytes at off that no
+// file can take: a negative offset, or one whose end overflows int64.
+// The kernel would refuse it with EINVAL; refused here, it is the
+// caller's argument, returned, and the stream stays intact.
+func checkRange(op string, n int, off int64) error {
+	if off < 0 || off > math.MaxInt64-int64(n) {
+		return fmt.Errorf("qfile: %s of %d bytes at offset %d: %w", op, n, off, ErrBadOffset)
+	}
+	return nil
+}
+
+// ErrBadOffset is returned, not sticky, by positional calls given an
+// offset no file has (negative, or ending past the largest int64).
+var ErrBadOffset = errors.New("no file has that offset (negative, or ending past 2^63-1)")
+
 // GetBufferAt reads len(p) bytes at file offset off, directly (QEMU's
 // qemu_get_buffer_at). Fewer bytes than asked is an error (the end of the
 // file came first), returned with the count; it is not sticky, as the
 // buffered stream is untouched.
 func (f *File) GetBufferAt(p []byte, off int64) (int, error) {
+	if !f.enter() {
+		return 0, ErrConcurrentUse
+	}
+	defer f.leave()
 	if f.err != nil {
 		return 0, f.err
 	}
 	pos, err := f.positioner()
 	if err != nil {
+		return 0, err
+	}
+	if err := checkRange("GetBufferAt", len(p), off); err != nil {
 		return 0, err
 	}
 	if err := pos.checkDirect(len(p), off); err != nil {
@@ -100,6 +131,10 @@ func (f *File) GetBufferAt(p []byte, off int64) (int, error) {
 // whence is io.SeekStart, io.SeekCurrent (from the stream position) or
 // io.SeekEnd. A writer flushes first; a reader drops what it read ahead.
 func (f *File) SetOffset(off int64, whence int) error {
+	if !f.enter() {
+		return ErrConcurrentUse
+	}
+	defer f.leave()
 	if f.closed {
 		return ErrClosed
 	}
@@ -129,7 +164,7 @@ func (f *File) SetOffset(off int64, whence int) error {
 		return fmt.Errorf("qfile: SetOffset: offset %d is not a multiple of the O_DIRECT alignment %d", abs, f.align)
 	}
 	if f.writable {
-		if err := f.Flush(); err != nil {
+		if err := f.flushAll(); err != nil {
 			return err
 		}
 		f.vec.Reset()
@@ -162,6 +197,10 @@ func (f *File) Offset() int64 {
 // as it was.
 // The end of the stream first is an error, and sticky like any get's.
 func (f *File) GetToFD(fd int, n int64) error {
+	if !f.enter() {
+		return ErrConcurrentUse
+	}
+	defer f.leave()
 	if !f.getCheck() {
 		return f.err
 	}

@@ -28,7 +28,7 @@ func (f *File) addBuf(n int) {
 	f.vec.Append(f.buf[f.bufIndex:f.bufIndex+n], 0)
 	f.bufIndex += n
 	if f.vec.Full() || f.bufIndex == len(f.buf) {
-		f.flush()
+		f.flushOwned()
 	}
 }
 
@@ -96,10 +96,14 @@ func (f *File) PutBuffer(p []byte) {
 	if len(p) >= writeThroughMin && f.align == 0 && f.putCheck() {
 		switch {
 		case f.through != nil:
+			f.mustEnter("PutBuffer")
 			f.putThrough(p)
+			f.leave()
 			return
 		case f.vw != nil || f.async != nil:
+			f.mustEnter("PutBuffer")
 			f.putDirect(p)
+			f.leave()
 			return
 		}
 	}
@@ -131,8 +135,16 @@ func (f *File) PutBufferAsync(p []byte) {
 }
 
 func (f *File) putAsync(p []byte, mark uint8) {
+	if f.queueAsync(p, mark) {
+		f.flushOwned()
+	}
+}
+
+// queueAsync queues p by reference and reports whether the vector is
+// full and must be flushed.
+func (f *File) queueAsync(p []byte, mark uint8) bool {
 	if len(p) == 0 || !f.putCheck() {
-		return
+		return false
 	}
 	f.rateLimitUsed += int64(len(p))
 	s := &f.slots[f.cur]
@@ -143,9 +155,7 @@ func (f *File) putAsync(p []byte, mark uint8) {
 		s.release.Append(p, mark)
 	}
 	f.vec.Append(p, mark)
-	if f.vec.Full() {
-		f.flush()
-	}
+	return f.vec.Full()
 }
 
 // PutCountedString appends a one-byte length and then s (QEMU's
@@ -181,7 +191,7 @@ type writeThrougher interface {
 // queued before, waiting until the backend is done with it: the copy
 // into the buffer is saved, and the caller may reuse p on return.
 func (f *File) putDirect(p []byte) {
-	f.putAsync(p, 0)
+	f.queueAsync(p, 0)
 	f.flush()
 	f.drain()
 }
