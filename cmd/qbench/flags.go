@@ -13,7 +13,6 @@ import (
 
 	"github.com/qfile/qfile/bench"
 	"github.com/qfile/qfile/engine"
-	"github.com/qfile/qfile/ring"
 )
 
 // The options of the commands that run cases (the main job, compare and
@@ -49,9 +48,9 @@ type runOptions struct {
 	receiver   string // --receiver, compare key receiver=
 }
 
-// maxDepth bounds --depth: a deeper ring cannot be set up
-// (IORING_MAX_ENTRIES), and the engine would fall back to syscalls.
-const maxDepth = ring.MaxEntries
+// maxDepth bounds --depth: the engine refuses deeper queues
+// (engine.MaxQueueDepth: each buffer in flight is memory of its own).
+const maxDepth = engine.MaxQueueDepth
 
 // maxRAM bounds --ram: guest RAM is allocated whole before a run.
 const maxRAM = 1 << 40
@@ -62,7 +61,7 @@ func (o *runOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.sink, "sink", bench.SinkNull, "the sink `S`: null, shm, file, pipe, unix, tcp, memory, odirect,\na PATH, or HOST:PORT of a 'qbench sink'")
 	fs.StringVar(&o.backend, "backend", "all", "the implementations, a comma-separated `LIST` of uring, syscall,\nauto, qfile (the engine); bufio, netbuf (the peers; on odirect:\ndirect256, sync 256 KiB O_DIRECT pwrites); raw (bare writev\nwith prebuilt iovecs: the ceiling); or all, every one that\napplies to the workload and sink (the default)")
 	fs.StringVar(&o.backend, "impl", "all", "`LIST`: the same as --backend")
-	fs.IntVar(&o.depth, "depth", 0, fmt.Sprintf("io_uring queue depth `N`, from 1 to %d (IORING_MAX_ENTRIES);\n0: the engine's default, %d", maxDepth, engine.DefaultQueueDepth))
+	fs.IntVar(&o.depth, "depth", 0, fmt.Sprintf("io_uring queue depth `N`, from 1 to %d (engine.MaxQueueDepth);\n0: the engine's default, %d", maxDepth, engine.DefaultQueueDepth))
 	fs.Var(&o.ram, "ram", "guest RAM, `N` bytes (64MiB, 1GiB), a multiple of "+bench.FormatSize(bench.OpRAM))
 	fs.Float64Var(&o.zero, "zero", bench.DefaultZeroShare, "the share `F` of zero pages, 0 to 1")
 	fs.Var(&o.chunk, "chunk", "bulk put size `N`, a divisor of --ram")
@@ -88,7 +87,7 @@ func (o *runOptions) validate(given flagsGiven) error {
 func (o *runOptions) check() error {
 	switch {
 	case o.depth < 0 || o.depth > maxDepth:
-		return fmt.Errorf("--depth %d: want a queue depth from 1 to %d (IORING_MAX_ENTRIES), or 0 for the engine's default %d", o.depth, maxDepth, engine.DefaultQueueDepth)
+		return fmt.Errorf("--depth %d: want a queue depth from 1 to %d (engine.MaxQueueDepth), or 0 for the engine's default %d", o.depth, maxDepth, engine.DefaultQueueDepth)
 	case o.ram < bench.OpRAM || o.ram%bench.OpRAM != 0:
 		return fmt.Errorf("--ram %s: want a positive multiple of %s", fmtSizeFlag(o.ram), bench.FormatSize(bench.OpRAM))
 	case o.ram > maxRAM:
