@@ -1,0 +1,59 @@
+// Package multifd speaks QEMU 7.2's multifd wire format (migration/
+// multifd.c, migration/ram.c): a migration over a main channel and N
+// extra channels. The main channel carries the ordinary migration stream
+// (package savevm) with the device state and the RAM section's control
+// records; the N channels carry guest pages in packets, each channel on
+// its own connection.
+//
+// # The format
+//
+// Every integer is big-endian. A channel opens with one init message
+// (MultiFDInit_t, InitSize = 64 bytes):
+//
+//	init   = be32 0x11223344  be32 1  uuid[16]  u8 id  unused[7]  unused be64[4]
+//
+// and then carries packets until the connection closes:
+//
+//	packet = header  offset be64[pages_alloc]  page[normal_pages]
+//	header = be32 0x11223344  be32 1  be32 flags  be32 pages_alloc
+//	         be32 normal_pages  be32 next_packet_size  be64 packet_num
+//	         unused be64[4]  ramblock[256]            (HeaderSize = 320 bytes)
+//
+// The first normal_pages offsets are the byte offsets, inside the RAM
+// block named by ramblock (NUL-terminated), of the pages that follow the
+// header in that order; the remaining offsets are unused. pages_alloc is
+// PacketSize (512 KiB) over the page size: 128 for 4 KiB pages, and a
+// QEMU 7.2 receiver reads exactly that many offsets whatever the field
+// says. next_packet_size is normal_pages times the page size (QEMU leaves
+// the previous value in a packet without pages). packet_num counts the
+// packets of all channels together. flags is FlagSync or 0; the bits of
+// FlagCompressionMask name zlib or zstd pages, not supported here.
+//
+// The id of the init message, not the order of the connections, names a
+// channel. A QEMU destination refuses a channel whose UUID differs from
+// its own -uuid (zero without one).
+//
+// # Sync points
+//
+// In QEMU 7.2 the main stream has no record of its own for a sync: each
+// time the RAM section ends a part (ram_save_setup, ram_save_iterate,
+// ram_save_complete write RAM_SAVE_FLAG_EOS), the source first queues
+// its pending pages as a packet, then sends one packet with FlagSync and
+// no pages on every channel (multifd_send_sync_main). On the
+// destination, the main channel reaching that EOS waits until every
+// channel has read its sync packet and only then lets the channels go on
+// (multifd_recv_sync_main). So every page sent before an EOS is in place
+// before anything the main stream carries after it is loaded, and a page
+// sent again in a later part cannot be overtaken by its older copy.
+// Pages found to be all zero do not go to the channels: they stay in the
+// main stream as RAM_SAVE_FLAG_ZERO records.
+//
+// # Format layer
+//
+// InitMsg.Encode and DecodeInit, PacketHeader.Encode, DecodeFixed,
+// DecodeOffsets and ParsePacket encode and validate the two messages;
+// they allocate nothing once a PacketHeader's Offsets has grown. Every
+// validation error is an *Error naming the channel, the stream offset of
+// the field at fault and what is wrong; a short input wraps
+// io.ErrUnexpectedEOF.
+package multifd
