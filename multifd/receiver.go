@@ -336,3 +336,18 @@ func (r *Receiver) readErr(c *recvChan, err error) error {
 
 // isEOF reports whether err is the end of the stream.
 func isEOF(err error) bool { return errors.Is(err, io.ErrUnexpectedEOF) }
+
+// Failed returns a channel closed when a channel fails or Close is
+// called: a caller blocked elsewhere (reading the main stream) can watch
+// it and shut its own File down.
+func (r *Receiver) Failed() <-chan struct{} { return r.quit }
+
+// Err returns the first error of any channel, or nil.
+func (r *Receiver) Err() error {
+	select {
+	case <-r.quit:
+		return r.err
+	default:
+		return nil
+	}
+}
