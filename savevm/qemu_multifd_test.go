@@ -1,0 +1,256 @@
+package savevm_test
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/qfile/qfile/engine"
+	"github.com/qfile/qfile/internal/testutil"
+	"github.com/qfile/qfile/multifd"
+	"github.com/qfile/qfile/savevm"
+)
+
+// multifdChannels are the channel counts of the end-to-end multifd
+// tests: 2 by default, 2 and 4 in full runs.
+func multifdChannels() []int {
+	if testutil.Full() {
+		return []int{2, 4}
+	}
+	return []int{2}
+}
+
+// withMultifd returns v with the multifd capability and n channels.
+func withMultifd(v variant, n int) variant {
+	v.caps = maps.Clone(v.caps)
+	if v.caps == nil {
+		v.caps = map[string]bool{}
+	}
+	v.caps["multifd"] = true
+	v.params = maps.Clone(v.params)
+	if v.params == nil {
+		v.params = map[string]any{}
+	}
+	v.params["multifd-channels"] = n
+	return v
+}
+
+// socketFile turns a connection into an engine.File (of a duplicate of
+// its descriptor) and closes the connection.
+func socketFile(t *testing.T, c net.Conn, mode string) *engine.File {
+	t.Helper()
+	osf, err := c.(*net.UnixConn).File()
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := engine.NewOSFile(osf, mode)
+	if err != nil {
+		osf.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// comparePages compares guest memory with a block's content page by
+// page and reports the differing pages.
+func comparePages(t *testing.T, what string, got, want []byte, base uint64) int {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d bytes, want %d", what, len(got), len(want))
+	}
+	bad := 0
+	for off := 0; off < len(want); off += 4096 {
+		end := min(off+4096, len(want))
+		if !bytes.Equal(got[off:end], want[off:end]) {
+			if bad < 5 {
+				t.Errorf("%s: page at guest address %#x differs", what, base+uint64(off))
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%s: %d of %d pages differ", what, bad, (len(want)+4095)/4096)
+	}
+	return len(want) / 4096
+}
+
+// compareRAM compares a QEMU's pc.ram, read through pmemsave, with ram
+// page by page, and returns the pages compared.
+func compareRAM(t *testing.T, q *qemu, dir string, v variant, ram []byte, what string) int {
+	t.Helper()
+	if uint64(len(ram)) != v.ram {
+		t.Fatalf("%s: pc.ram of %d bytes, want %d", what, len(ram), v.ram)
+	}
+	n := 0
+	// pc.ram is guest memory below 640 KiB and from 1 MiB up; the
+	// range between is VGA and ROM windows.
+	for _, r := range [][2]uint64{{0, 0xa0000}, {0x100000, v.ram}} {
+		n += comparePages(t, what, q.memory(dir, r[0], r[1]-r[0]), ram[r[0]:r[1]], r[0])
+	}
+	return n
+}
+
+// TestQEMUMultifdFromSender: a QEMU saves a stream; qfile's Sender sends
+// it as a multifd migration to a QEMU destination listening with the
+// multifd capability; the destination's memory equals the stream's page
+// by page, and it runs.
+func TestQEMUMultifdFromSender(t *testing.T) {
+	bin := needQEMU(t)
+	for _, n := range multifdChannels() {
+		t.Run(fmt.Sprintf("%dch", n), func(t *testing.T) {
+			dir := t.TempDir()
+			v := variants()["busy"]
+			orig := filepath.Join(dir, "busy.mig")
+			saveStream(t, bin, dir, v, orig)
+			f := openRead(t, orig, engine.Syscall)
+			st, images, err := savevm.VerifyImages(f, savevm.Options{})
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			vd := withMultifd(v, n)
+			sock := filepath.Join(dir, "dst.sock")
+			dst := startQEMU(t, bin, dir, vd, "load")
+			dst.cmdOK("migrate-incoming", map[string]any{"uri": "unix:" + sock})
+			waitSocket(t, sock)
+			// QEMU 7.2 takes its first connection for the main channel.
+			var files []*engine.File
+			for range n + 1 {
+				c, err := net.Dial("unix", sock)
+				if err != nil {
+					t.Fatal(err)
+				}
+				files = append(files, socketFile(t, c, "wb"))
+			}
+			// A destination that stops reading must fail the test, not
+			// hang it.
+			stuck := time.AfterFunc(2*time.Minute, func() {
+				for _, f := range files {
+					f.Shutdown()
+				}
+			})
+			defer stuck.Stop()
+			s := multifd.NewSender(files[1:], multifd.SendOptions{})
+			src := openRead(t, orig, engine.Syscall)
+			err = savevm.SendMultifd(files[0], s, src, savevm.Options{})
+			src.Close()
+			if cerr := s.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				t.Fatalf("%v; QEMU said: %s", err, dst.output())
+			}
+			dst.waitMigration("destination")
+			pages := compareRAM(t, dst, dir, v, images["pc.ram"], "destination pc.ram")
+			t.Logf("%d channels: %d packets for %d raw pages of the stream, %d pages of pc.ram compared",
+				n, s.Packets(), st.Pages.Normal, pages)
+			for _, f := range files {
+				f.Close()
+			}
+			checkLoaded(t, dst, dir, vd, nil)
+		})
+	}
+}
+
+// TestQEMUMultifdToReceiver: a QEMU migrates with the multifd capability
+// to qfile, which tells the main channel from the channels by their first
+// bytes, loads the RAM with LoadRAM and a Receiver, and compares it with
+// the source's memory page by page.
+func TestQEMUMultifdToReceiver(t *testing.T) {
+	bin := needQEMU(t)
+	for _, n := range multifdChannels() {
+		t.Run(fmt.Sprintf("%dch", n), func(t *testing.T) {
+			dir := t.TempDir()
+			v := withMultifd(variants()["busy"], n)
+			sock := filepath.Join(dir, "qfile.sock")
+			ln, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			src := startQEMU(t, bin, dir, v, "save")
+
+			type result struct {
+				mem   multifd.Memory
+				stats []multifd.ChannelStats
+				err   error
+			}
+			done := make(chan result, 1)
+			go func() {
+				var main *engine.File
+				var chans []*engine.File
+				ln.(*net.UnixListener).SetDeadline(time.Now().Add(60 * time.Second))
+				for range n + 1 {
+					c, err := ln.Accept()
+					if err != nil {
+						done <- result{err: err}
+						return
+					}
+					f := socketFile(t, c, "rb")
+					isChan, err := multifd.IsChannel(f)
+					switch {
+					case err != nil:
+						done <- result{err: err}
+						return
+					case isChan:
+						chans = append(chans, f)
+					case main != nil:
+						done <- result{err: fmt.Errorf("two main channels")}
+						return
+					default:
+						main = f
+					}
+				}
+				if main == nil {
+					done <- result{err: fmt.Errorf("no main channel among %d connections", n+1)}
+					return
+				}
+				recv := multifd.NewReceiver(chans, multifd.RecvOptions{})
+				mem, err := savevm.LoadRAM(main, recv, savevm.Options{})
+				if err != nil {
+					recv.Close()
+					done <- result{err: err}
+					return
+				}
+				err = recv.Wait()
+				done <- result{mem: mem, stats: recv.Stats(), err: err}
+			}()
+			migrate(t, src, v, "unix:"+sock)
+			var res result
+			select {
+			case res = <-done:
+			case <-time.After(2 * time.Minute):
+				// Unblock the goroutine: its Files close at cleanup.
+				t.Fatalf("qfile's destination did not finish in 2 minutes; QEMU said: %s", src.output())
+			}
+			if res.err != nil {
+				t.Fatal(res.err)
+			}
+			pages := compareRAM(t, src, dir, v, res.mem["pc.ram"], "received pc.ram")
+			for _, b := range v.blobs {
+				if !bytes.Equal(res.mem["pc.ram"][b.addr:b.addr+uint64(b.size)], b.bytes()) {
+					t.Errorf("received pc.ram at %#x differs from the blob", b.addr)
+				}
+			}
+			var got int64
+			for _, st := range res.stats {
+				got += st.Pages
+				t.Logf("channel %d: %d packets, %d pages, %d syncs, %d bytes", st.ID, st.Packets, st.Pages, st.Syncs, st.Bytes)
+				if st.Pages == 0 || st.Syncs == 0 {
+					t.Errorf("channel %d carried %d pages and %d syncs", st.ID, st.Pages, st.Syncs)
+				}
+			}
+			if got < int64(v.blobs[0].size/4096) {
+				t.Fatalf("%d pages over the channels, fewer than the %d of the blob", got, v.blobs[0].size/4096)
+			}
+			t.Logf("%d channels: %d pages of pc.ram compared", n, pages)
+		})
+	}
+}
