@@ -96,67 +96,136 @@ func compareRAM(t *testing.T, q *qemu, dir string, v variant, ram []byte, what s
 	return n
 }
 
+// multifdCase is a source for the end-to-end multifd tests: "running"
+// is the dirtying guest (qemu_guest_test.go), migrated while it runs for
+// several dirty syncs, so that pages go again in later parts of the RAM
+// stream; "busy" is a paused machine with a 32 MiB blob, in full runs.
+func multifdCases() []string {
+	if testutil.Full() {
+		return []string{"running", "busy"}
+	}
+	return []string{"running"}
+}
+
+func multifdVariant(t *testing.T, dir, name string) variant {
+	if name == "busy" {
+		return variants()["busy"]
+	}
+	return dirtyVariant(t, dir, "running", nil, map[string]any{"max-bandwidth": 256 << 20, "downtime-limit": 1})
+}
+
+// migrateRunning starts the migration of src to uri; a running variant
+// is resumed first and allowed three dirty syncs before the downtime
+// limit lets QEMU complete. It returns once QEMU reports completion.
+func migrateRunning(t *testing.T, src *qemu, dir string, v variant, uri string) {
+	t.Helper()
+	if v.name != "running" {
+		migrate(t, src, v, uri)
+		return
+	}
+	src.cmdOK("cont", nil)
+	src.waitDirty(dir, 2)
+	src.cmdOK("migrate", map[string]any{"uri": uri})
+	deadline := time.Now().Add(time.Minute)
+	for {
+		mi := src.migrateInfo()
+		if mi.Status == "completed" {
+			return
+		}
+		if mi.Status != "active" && mi.Status != "setup" {
+			t.Fatalf("migration %s: %s; QEMU said: %s", mi.Status, mi.ErrorDesc, src.output())
+		}
+		if mi.RAM.DirtySyncCount >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than 3 dirty syncs in a minute: %+v", mi)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	src.cmdOK("migrate-set-parameters", map[string]any{"downtime-limit": 2000000})
+	src.waitMigration("migrate " + v.name)
+}
+
 // TestQEMUMultifdFromSender: a QEMU saves a stream; qfile's Sender sends
 // it as a multifd migration to a QEMU destination listening with the
 // multifd capability; the destination's memory equals the stream's page
 // by page, and it runs.
 func TestQEMUMultifdFromSender(t *testing.T) {
 	bin := needQEMU(t)
-	for _, n := range multifdChannels() {
-		t.Run(fmt.Sprintf("%dch", n), func(t *testing.T) {
-			dir := t.TempDir()
-			v := variants()["busy"]
-			orig := filepath.Join(dir, "busy.mig")
-			saveStream(t, bin, dir, v, orig)
-			f := openRead(t, orig, engine.Syscall)
-			st, images, err := savevm.VerifyImages(f, savevm.Options{})
-			f.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-
-			vd := withMultifd(v, n)
-			sock := filepath.Join(dir, "dst.sock")
-			dst := startQEMU(t, bin, dir, vd, "load")
-			dst.cmdOK("migrate-incoming", map[string]any{"uri": "unix:" + sock})
-			waitSocket(t, sock)
-			// QEMU 7.2 takes its first connection for the main channel.
-			var files []*engine.File
-			for range n + 1 {
-				c, err := net.Dial("unix", sock)
-				if err != nil {
-					t.Fatal(err)
-				}
-				files = append(files, socketFile(t, c, "wb"))
-			}
-			// A destination that stops reading must fail the test, not
-			// hang it.
-			stuck := time.AfterFunc(2*time.Minute, func() {
-				for _, f := range files {
-					f.Shutdown()
-				}
+	for _, name := range multifdCases() {
+		for _, n := range multifdChannels() {
+			t.Run(fmt.Sprintf("%s/%dch", name, n), func(t *testing.T) {
+				testFromSender(t, bin, name, n)
 			})
-			defer stuck.Stop()
-			s := multifd.NewSender(files[1:], multifd.SendOptions{})
-			src := openRead(t, orig, engine.Syscall)
-			err = savevm.SendMultifd(files[0], s, src, savevm.Options{})
-			src.Close()
-			if cerr := s.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				t.Fatalf("%v; QEMU said: %s", err, dst.output())
-			}
-			dst.waitMigration("destination")
-			pages := compareRAM(t, dst, dir, v, images["pc.ram"], "destination pc.ram")
-			t.Logf("%d channels: %d packets for %d raw pages of the stream, %d pages of pc.ram compared",
-				n, s.Packets(), st.Pages.Normal, pages)
-			for _, f := range files {
-				f.Close()
-			}
-			checkLoaded(t, dst, dir, vd, nil)
-		})
+		}
 	}
+}
+
+func testFromSender(t *testing.T, bin, name string, n int) {
+	dir := t.TempDir()
+	v := multifdVariant(t, dir, name)
+	orig := filepath.Join(dir, name+".mig")
+	src := startQEMU(t, bin, dir, v, "save")
+	migrateRunning(t, src, dir, v, "exec:cat > "+orig)
+	src.stop()
+	waitStable(t, orig)
+	f := openRead(t, orig, engine.Syscall)
+	st, images, err := savevm.VerifyImages(f, savevm.Options{})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	vd := withMultifd(v, n)
+	sock := filepath.Join(dir, "dst.sock")
+	dst := startQEMU(t, bin, dir, vd, "load")
+	dst.cmdOK("migrate-incoming", map[string]any{"uri": "unix:" + sock})
+	waitSocket(t, sock)
+	// QEMU 7.2 takes its first connection for the main channel.
+	var files []*engine.File
+	for range n + 1 {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, socketFile(t, c, "wb"))
+	}
+	// A destination that stops reading must fail the test, not
+	// hang it.
+	stuck := time.AfterFunc(2*time.Minute, func() {
+		for _, f := range files {
+			f.Shutdown()
+		}
+	})
+	defer stuck.Stop()
+	s := multifd.NewSender(files[1:], multifd.SendOptions{})
+	in := openRead(t, orig, engine.Syscall)
+	err = savevm.SendMultifd(files[0], s, in, savevm.Options{})
+	in.Close()
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("%v; QEMU said: %s", err, dst.output())
+	}
+	dst.waitMigration("destination")
+	pages := compareRAM(t, dst, dir, v, images["pc.ram"], "destination pc.ram")
+	t.Logf("%d channels: %d packets for %d raw pages of the stream (%d resent), %d pages of pc.ram compared",
+		n, s.Packets(), st.Pages.Normal, st.Pages.Resent, pages)
+	for _, f := range files {
+		f.Close()
+	}
+	if v.name == "running" {
+		c, err := checkStaircase(images["pc.ram"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst.cmdOK("cont", nil)
+		dst.waitDirty(dir, c+2)
+		return
+	}
+	checkLoaded(t, dst, dir, vd, nil)
 }
 
 // TestQEMUMultifdToReceiver: a QEMU migrates with the multifd capability
@@ -165,92 +234,103 @@ func TestQEMUMultifdFromSender(t *testing.T) {
 // the source's memory page by page.
 func TestQEMUMultifdToReceiver(t *testing.T) {
 	bin := needQEMU(t)
-	for _, n := range multifdChannels() {
-		t.Run(fmt.Sprintf("%dch", n), func(t *testing.T) {
-			dir := t.TempDir()
-			v := withMultifd(variants()["busy"], n)
-			sock := filepath.Join(dir, "qfile.sock")
-			ln, err := net.Listen("unix", sock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			src := startQEMU(t, bin, dir, v, "save")
-
-			type result struct {
-				mem   multifd.Memory
-				stats []multifd.ChannelStats
-				err   error
-			}
-			done := make(chan result, 1)
-			go func() {
-				var main *engine.File
-				var chans []*engine.File
-				ln.(*net.UnixListener).SetDeadline(time.Now().Add(60 * time.Second))
-				for range n + 1 {
-					c, err := ln.Accept()
-					if err != nil {
-						done <- result{err: err}
-						return
-					}
-					f := socketFile(t, c, "rb")
-					isChan, err := multifd.IsChannel(f)
-					switch {
-					case err != nil:
-						done <- result{err: err}
-						return
-					case isChan:
-						chans = append(chans, f)
-					case main != nil:
-						done <- result{err: fmt.Errorf("two main channels")}
-						return
-					default:
-						main = f
-					}
-				}
-				if main == nil {
-					done <- result{err: fmt.Errorf("no main channel among %d connections", n+1)}
-					return
-				}
-				recv := multifd.NewReceiver(chans, multifd.RecvOptions{})
-				mem, err := savevm.LoadRAM(main, recv, savevm.Options{})
-				if err != nil {
-					recv.Close()
-					done <- result{err: err}
-					return
-				}
-				err = recv.Wait()
-				done <- result{mem: mem, stats: recv.Stats(), err: err}
-			}()
-			migrate(t, src, v, "unix:"+sock)
-			var res result
-			select {
-			case res = <-done:
-			case <-time.After(2 * time.Minute):
-				// Unblock the goroutine: its Files close at cleanup.
-				t.Fatalf("qfile's destination did not finish in 2 minutes; QEMU said: %s", src.output())
-			}
-			if res.err != nil {
-				t.Fatal(res.err)
-			}
-			pages := compareRAM(t, src, dir, v, res.mem["pc.ram"], "received pc.ram")
-			for _, b := range v.blobs {
-				if !bytes.Equal(res.mem["pc.ram"][b.addr:b.addr+uint64(b.size)], b.bytes()) {
-					t.Errorf("received pc.ram at %#x differs from the blob", b.addr)
-				}
-			}
-			var got int64
-			for _, st := range res.stats {
-				got += st.Pages
-				t.Logf("channel %d: %d packets, %d pages, %d syncs, %d bytes", st.ID, st.Packets, st.Pages, st.Syncs, st.Bytes)
-				if st.Pages == 0 || st.Syncs == 0 {
-					t.Errorf("channel %d carried %d pages and %d syncs", st.ID, st.Pages, st.Syncs)
-				}
-			}
-			if got < int64(v.blobs[0].size/4096) {
-				t.Fatalf("%d pages over the channels, fewer than the %d of the blob", got, v.blobs[0].size/4096)
-			}
-			t.Logf("%d channels: %d pages of pc.ram compared", n, pages)
-		})
+	for _, name := range multifdCases() {
+		for _, n := range multifdChannels() {
+			t.Run(fmt.Sprintf("%s/%dch", name, n), func(t *testing.T) {
+				testToReceiver(t, bin, name, n)
+			})
+		}
 	}
+}
+
+func testToReceiver(t *testing.T, bin, name string, n int) {
+	dir := t.TempDir()
+	v := withMultifd(multifdVariant(t, dir, name), n)
+	sock := filepath.Join(dir, "qfile.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	src := startQEMU(t, bin, dir, v, "save")
+
+	type result struct {
+		mem   multifd.Memory
+		stats []multifd.ChannelStats
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var main *engine.File
+		var chans []*engine.File
+		ln.(*net.UnixListener).SetDeadline(time.Now().Add(60 * time.Second))
+		for range n + 1 {
+			c, err := ln.Accept()
+			if err != nil {
+				done <- result{err: err}
+				return
+			}
+			f := socketFile(t, c, "rb")
+			isChan, err := multifd.IsChannel(f)
+			switch {
+			case err != nil:
+				done <- result{err: err}
+				return
+			case isChan:
+				chans = append(chans, f)
+			case main != nil:
+				done <- result{err: fmt.Errorf("two main channels")}
+				return
+			default:
+				main = f
+			}
+		}
+		if main == nil {
+			done <- result{err: fmt.Errorf("no main channel among %d connections", n+1)}
+			return
+		}
+		recv := multifd.NewReceiver(chans, multifd.RecvOptions{})
+		mem, err := savevm.LoadRAM(main, recv, savevm.Options{})
+		if err != nil {
+			recv.Close()
+			done <- result{err: err}
+			return
+		}
+		err = recv.Wait()
+		done <- result{mem: mem, stats: recv.Stats(), err: err}
+	}()
+	migrateRunning(t, src, dir, v, "unix:"+sock)
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(2 * time.Minute):
+		// Unblock the goroutine: its Files close at cleanup.
+		t.Fatalf("qfile's destination did not finish in 2 minutes; QEMU said: %s", src.output())
+	}
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	pages := compareRAM(t, src, dir, v, res.mem["pc.ram"], "received pc.ram")
+	for _, b := range v.blobs {
+		if !bytes.Equal(res.mem["pc.ram"][b.addr:b.addr+uint64(b.size)], b.bytes()) {
+			t.Errorf("received pc.ram at %#x differs from the blob", b.addr)
+		}
+	}
+	var got int64
+	for _, st := range res.stats {
+		got += st.Pages
+		t.Logf("channel %d: %d packets, %d pages, %d syncs, %d bytes", st.ID, st.Packets, st.Pages, st.Syncs, st.Bytes)
+		if st.Pages == 0 || st.Syncs == 0 {
+			t.Errorf("channel %d carried %d pages and %d syncs", st.ID, st.Pages, st.Syncs)
+		}
+	}
+	if got < int64(dirtyEnd-dirtyStart)/4096 {
+		t.Fatalf("%d pages over the channels, fewer than the %d the guest fills", got, (dirtyEnd-dirtyStart)/4096)
+	}
+	if v.name == "running" {
+		if _, err := checkStaircase(res.mem["pc.ram"]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d channels: %d pages of pc.ram compared", n, pages)
 }
