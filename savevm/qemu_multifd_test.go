@@ -334,3 +334,49 @@ func testToReceiver(t *testing.T, bin, name string, n int) {
 	}
 	t.Logf("%d channels: %d pages of pc.ram compared", n, pages)
 }
+
+// checkFirstBytes compares the init message and first packet of a QEMU
+// source's channel with what qfile's Sender writes on that channel for
+// a Sync before any page: no pages, FlagSync, 128 offsets, packet_num
+// the channel's id (the setup part's syncs go out in channel order).
+func checkFirstBytes(f *engine.File, channels int) error {
+	mem, err := engine.NewMemory("w", nil)
+	if err != nil {
+		return err
+	}
+	defer mem.Close()
+	first := f.PeekBuffer(multifd.InitSize, 0)
+	if len(first) < multifd.InitSize {
+		return fmt.Errorf("channel cut in its init message: %v", f.Err())
+	}
+	id := int(first[24])
+	if id >= channels {
+		return fmt.Errorf("channel id %d of %d", id, channels)
+	}
+	// A Sender of id+1 channels writes channel id's bytes to mem.
+	files := make([]*engine.File, id+1)
+	for i := range files {
+		if i == id {
+			files[i] = mem
+			continue
+		}
+		if files[i], err = engine.NewMemory("w", nil); err != nil {
+			return err
+		}
+		defer files[i].Close()
+	}
+	s := multifd.NewSender(files, multifd.SendOptions{})
+	if err := s.Sync(); err != nil {
+		return err
+	}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	want := mem.MemoryBuffer().Bytes()
+	got := f.PeekBuffer(len(want), 0)
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("channel %d: QEMU's first %d bytes differ from qfile's at byte %d:\n got %x\nwant %x",
+			id, len(want), firstDiff(got, want), got[:min(len(got), 400)], want[:400])
+	}
+	return nil
+}
