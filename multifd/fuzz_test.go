@@ -1,7 +1,11 @@
 package multifd
 
 import (
+	"bytes"
 	"testing"
+
+	"github.com/qfile/qfile/engine"
+	"github.com/qfile/qfile/sizedbuf"
 )
 
 // FuzzPacket feeds arbitrary bytes to the packet parser: it must return
@@ -37,6 +41,41 @@ func FuzzPacket(f *testing.F) {
 		again := h.Encode(nil)
 		if len(again) != h.Len() {
 			t.Fatalf("re-encoded %d bytes, header is %d", len(again), h.Len())
+		}
+	})
+}
+
+// FuzzReceiver runs a Receiver over one channel of arbitrary bytes: it
+// must end with an error or cleanly, never write outside its block, and
+// stop its goroutine.
+func FuzzReceiver(f *testing.F) {
+	h := PacketHeader{Flags: FlagSync, PagesAlloc: 2, NormalPages: 1, NextPacketSize: DefaultPageSize, Offsets: []uint64{DefaultPageSize}}
+	h.SetBlockName("b")
+	seed := (&InitMsg{}).Encode(nil)
+	seed = append(h.Encode(seed), make([]byte, DefaultPageSize)...)
+	f.Add(seed)
+	f.Add(seed[:len(seed)-1])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		buf, err := sizedbuf.New(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		file, err := engine.NewMemory("r", buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer file.Close()
+		const blockLen = 4 * DefaultPageSize
+		backing := bytes.Repeat([]byte{0xee}, blockLen+2*DefaultPageSize)
+		r := NewReceiver([]*engine.File{file}, RecvOptions{})
+		r.SetMemory(Memory{"b": backing[DefaultPageSize : DefaultPageSize+blockLen : DefaultPageSize+blockLen]})
+		for i := 0; i < 100 && r.Sync() == nil; i++ {
+		}
+		r.Close()
+		for i := range DefaultPageSize {
+			if backing[i] != 0xee || backing[DefaultPageSize+blockLen+i] != 0xee {
+				t.Fatalf("byte %d outside the block written", i)
+			}
 		}
 	})
 }

@@ -320,3 +320,105 @@ func TestSenderChannelFails(t *testing.T) {
 	}
 	drain.Wait()
 }
+
+// TestReceiverSocketCut: a channel whose peer goes away inside a page
+// fails with the channel and the byte where it was cut, while the other
+// channel, idle on an open socket, is stopped too: nothing leaks.
+func TestReceiverSocketCut(t *testing.T) {
+	testutil.NoLeaks(t, 16, nil)
+	w, r := pairs(t, 2)
+	w[0].PutBuffer(new(channel).init(0).b)
+	w[0].Flush() // channel 0: init, then nothing, its socket open
+	b := new(channel).init(1).packet("pc.ram", 0, 0x1000, 0x5000).b
+	cut := len(b) - 100 // inside the second page
+	w[1].PutBuffer(b[:cut])
+	w[1].Close()
+	rc := multifd.NewReceiver(r, multifd.RecvOptions{})
+	rc.SetMemory(multifd.Memory{"pc.ram": make([]byte, 1<<20)})
+	err := rc.Wait()
+	var e *multifd.Error
+	if !errors.As(err, &e) || e.Channel != 1 || e.Offset != int64(cut) || !errors.Is(err, io.ErrUnexpectedEOF) ||
+		!strings.Contains(err.Error(), "packet pages") {
+		t.Fatalf("Wait = %v; want channel 1 cut at byte %d in its pages", err, cut)
+	}
+	st := rc.Stats()
+	if st[1].Pages != 1 || st[0].Pages != 0 {
+		t.Fatalf("stats %+v: want the first page of channel 1 written", st)
+	}
+}
+
+// TestReceiverInitChecks: two channels with one id, and a UUID other
+// than the one required.
+func TestReceiverInitChecks(t *testing.T) {
+	testutil.NoLeaks(t, 16, nil)
+	rc := multifd.NewReceiver([]*engine.File{memFile(t, new(channel).init(0).b), memFile(t, new(channel).init(0).b)}, multifd.RecvOptions{})
+	if err := rc.Wait(); err == nil || !strings.Contains(err.Error(), "channel id 0 used twice") {
+		t.Fatalf("Wait = %v", err)
+	}
+	want := multifd.UUID{9}
+	rc = multifd.NewReceiver([]*engine.File{memFile(t, new(channel).init(0).b)}, multifd.RecvOptions{UUID: &want})
+	if err := rc.Wait(); err == nil || !strings.Contains(err.Error(), "init message at byte 8: UUID 000") {
+		t.Fatalf("Wait = %v", err)
+	}
+}
+
+// TestSenderAllocatesNothing: queuing pages and syncing allocate nothing
+// once the Sender runs.
+func TestSenderAllocatesNothing(t *testing.T) {
+	w, r := pairs(t, 2)
+	var drain sync.WaitGroup
+	for _, f := range r {
+		drain.Add(1)
+		go func() {
+			defer drain.Done()
+			buf := make([]byte, 64<<10)
+			for f.GetBuffer(buf) > 0 {
+			}
+		}()
+	}
+	s := multifd.NewSender(w, multifd.SendOptions{})
+	mem := make([]byte, 2<<20)
+	send := func() {
+		for off := 0; off < len(mem); off += ps {
+			if err := s.QueuePage("pc.ram", uint64(off), mem[off:off+ps]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send()
+	if n := testing.AllocsPerRun(10, send); n != 0 {
+		t.Errorf("%v allocations per 2 MiB and Sync", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range w {
+		f.Close()
+	}
+	drain.Wait()
+}
+
+func TestIsChannel(t *testing.T) {
+	for _, tc := range []struct {
+		b    []byte
+		want bool
+		err  string
+	}{
+		{new(channel).init(0).b, true, ""},
+		{[]byte("QEVM\x00\x00\x00\x03"), false, ""},
+		{[]byte("GET / HTTP/1.1"), false, "0x47455420 is neither"},
+		{[]byte{0x11, 0x22}, false, "first word at byte 2: 2 of 4 bytes"},
+	} {
+		f := memFile(t, tc.b)
+		got, err := multifd.IsChannel(f)
+		if got != tc.want || (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("IsChannel(%q) = %v, %v; want %v, %q", tc.b, got, err, tc.want, tc.err)
+		}
+		if err == nil && f.Tell() != 0 {
+			t.Errorf("IsChannel consumed %d bytes", f.Tell())
+		}
+	}
+}
