@@ -57,13 +57,13 @@ func pairsOn(t *testing.T, n int, kind engine.Kind) (w, r []*engine.File) {
 }
 
 func randomMemory(seed uint64, sizes map[string]int) multifd.Memory {
-	rng := rand.New(rand.NewPCG(seed, 1))
+	var key [32]byte
+	key[0] = byte(seed)
+	rng := rand.NewChaCha8(key)
 	m := multifd.Memory{}
 	for name, n := range sizes {
 		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
+		rng.Read(b)
 		m[name] = b
 	}
 	return m
@@ -92,6 +92,7 @@ func testRoundTrip(t *testing.T, kind engine.Kind, n int) {
 			for name, b := range src {
 				want[name] = bytes.Clone(b)
 			}
+			scribble := bytes.Repeat([]byte{0x5a}, 4<<20)
 			dst := multifd.Memory{"pc.ram": make([]byte, 4<<20), "vga.vram": make([]byte, 1<<20)}
 			w, r := pairsOn(t, n, kind)
 			for _, f := range append(w, r...) {
@@ -141,9 +142,7 @@ func testRoundTrip(t *testing.T, kind engine.Kind, n int) {
 				// Once Sync has returned the pages may change: what was
 				// sent must be what they held before.
 				for _, run := range part {
-					for i := run.from; i < run.to; i++ {
-						src[run.block][i] = ^src[run.block][i]
-					}
+					copy(src[run.block][run.from:run.to], scribble[run.from:run.to])
 				}
 			}
 			if err := s.Close(); err != nil {
