@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -296,7 +297,22 @@ func testToReceiver(t *testing.T, bin, name, tr string, n int) {
 		err   error
 	}
 	done := make(chan result, 1)
+	// However the test ends, the goroutine is stopped before the Files
+	// close: Shutdown wakes it wherever it waits.
+	var mu sync.Mutex
+	var opened []*engine.File
+	exited := make(chan struct{})
+	defer func() {
+		ln.Close()
+		mu.Lock()
+		for _, f := range opened {
+			f.Shutdown()
+		}
+		mu.Unlock()
+		<-exited
+	}()
 	go func() {
+		defer close(exited)
 		var main *engine.File
 		var chans []*engine.File
 		ln.(interface{ SetDeadline(time.Time) error }).SetDeadline(time.Now().Add(60 * time.Second))
@@ -307,6 +323,9 @@ func testToReceiver(t *testing.T, bin, name, tr string, n int) {
 				return
 			}
 			f := socketFile(t, c, "rb")
+			mu.Lock()
+			opened = append(opened, f)
+			mu.Unlock()
 			isChan, err := multifd.IsChannel(f)
 			switch {
 			case err != nil:
@@ -340,7 +359,6 @@ func testToReceiver(t *testing.T, bin, name, tr string, n int) {
 	select {
 	case res = <-done:
 	case <-time.After(2 * time.Minute):
-		// Unblock the goroutine: its Files close at cleanup.
 		t.Fatalf("qfile's destination did not finish in 2 minutes; QEMU said: %s", src.output())
 	}
 	if res.err != nil {
