@@ -29,10 +29,12 @@ func pairs(t *testing.T, n int) (w, r []*engine.File) {
 func pairsOn(t *testing.T, n int, kind engine.Kind) (w, r []*engine.File) {
 	t.Helper()
 	for range n {
-		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
+		syscall.CloseOnExec(fds[0])
+		syscall.CloseOnExec(fds[1])
 		wf, err := engine.NewFD(fds[0], "wb", engine.WithBackend(kind))
 		if errors.Is(err, engine.ErrNotSupported) {
 			syscall.Close(fds[0])
