@@ -26,7 +26,7 @@ func pairs(t *testing.T, n int) (w, r []*engine.File) {
 }
 
 // pairsOn is pairs with the backend kind for every File.
-func pairsOn(t *testing.T, n int, kind engine.Kind) (w, r []*engine.File) {
+func pairsOn(t testing.TB, n int, kind engine.Kind) (w, r []*engine.File) {
 	t.Helper()
 	for range n {
 		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
