@@ -11,6 +11,8 @@ import (
 	"github.com/qfile/qfile/sizedbuf"
 )
 
+const ps = multifd.DefaultPageSize
+
 func readerOf(t *testing.T, b []byte) *engine.File {
 	t.Helper()
 	buf, err := sizedbuf.New(b)
