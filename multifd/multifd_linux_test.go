@@ -17,7 +17,6 @@ import (
 	"github.com/qfile/qfile/sizedbuf"
 )
 
-
 // pairs returns n connected socket pairs as writing and reading Files.
 func pairs(t *testing.T, n int) (w, r []*engine.File) {
 	t.Helper()
