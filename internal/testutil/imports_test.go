@@ -21,9 +21,10 @@ var allowed = map[string][]string{
 	"ring":       nil,
 	"zero":       nil,
 	"engine":     {"iov", "sizedbuf", "arena", "ring", "zero"},
-	"savevm":     {"engine", "iov", "sizedbuf", "arena", "zero"},
-	"bench":      {"engine", "iov", "sizedbuf", "arena", "ring", "zero"},
-	"cmd/qbench": {"bench", "engine", "savevm", "arena", "zero", "ring"},
+	"multifd":    {"engine", "iov", "sizedbuf", "arena", "zero"},
+	"savevm":     {"engine", "multifd", "iov", "sizedbuf", "arena", "zero"},
+	"bench":      {"engine", "multifd", "iov", "sizedbuf", "arena", "ring", "zero"},
+	"cmd/qbench": {"bench", "engine", "multifd", "savevm", "arena", "zero", "ring"},
 }
 
 // TestImportsPointDown parses every non-test Go file of the module and
