@@ -25,8 +25,18 @@
 //
 // The first error is sticky (QEMU's last_error): puts after it do
 // nothing, gets return zeros, Err returns it, Flush and Close return it.
-// Reading past the end of the stream sets an error that wraps
-// io.ErrUnexpectedEOF, as QEMU sets -EIO. Arguments a caller gets wrong
+//
+// The end of the stream follows the caller's convention. A QEMU-style
+// get (GetByte, GetBE16/32/64, GetBuffer, GetBufferInPlace, Skip,
+// PeekBuffer) that wants bytes past the end sets a sticky error that
+// wraps io.ErrUnexpectedEOF and names the byte, as QEMU sets -EIO: the
+// stream's framing promised those bytes. The io calls (Read, ReadByte,
+// WriteTo, and so io.ReadAll and io.Copy) treat the end as io.Reader
+// does: Read returns 0 and io.EOF, WriteTo returns nil, and the File
+// stays healthy, so Err and Close return nil. Any other read failure is
+// sticky whichever call met it.
+//
+// Arguments a caller gets wrong
 // that can be checked without touching the stream (a counted string
 // longer than 255 bytes, a bad mode) are returned and leave the stream
 // as it was; using a File in the wrong direction sets ErrWrongDirection
