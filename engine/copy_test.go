@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"testing/iotest"
 
@@ -405,5 +407,49 @@ func TestCopyAllocatesNothing(t *testing.T) {
 	}
 	if total != 21*int64(len(data)) || g.Close() != nil {
 		t.Fatalf("WriteTo moved %d bytes, want %d", total, 21*len(data))
+	}
+}
+
+// io.Copy in and out of O_DIRECT Files: the 1 MiB aligned write buffer
+// takes the reads, and the file ends exactly where the stream does.
+func TestCopyDirectIO(t *testing.T) {
+	dir := t.TempDir()
+	probe := filepath.Join(dir, "probe")
+	if f, err := os.OpenFile(probe, os.O_CREATE|os.O_WRONLY|unix.O_DIRECT, 0o644); err != nil {
+		t.Skipf("the test directory's file system refuses O_DIRECT: %v", err)
+	} else {
+		f.Close()
+	}
+	data := randomBytes(3<<20+777, 21)
+	for _, k := range backends {
+		t.Run(k.String(), func(t *testing.T) {
+			path := filepath.Join(dir, "direct")
+			f := mustFile(t)(engine.Open(path, "wb", engine.WithDirectIO(), engine.WithBackend(k)))
+			checkBackend(t, f, k)
+			f.PutBE32(0x51455649)
+			if n, err := io.Copy(f, iotest.HalfReader(bytes.NewReader(data))); n != int64(len(data)) || err != nil {
+				t.Fatalf("io.Copy in = %d, %v", n, err)
+			}
+			f.PutByte('.')
+			if err := f.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			want := append(append([]byte{0x51, 0x45, 0x56, 0x49}, data...), '.')
+			for _, direct := range []bool{true, false} {
+				opts := []engine.Option{engine.WithBackend(k)}
+				if direct {
+					opts = append(opts, engine.WithDirectIO())
+				}
+				g := mustFile(t)(engine.Open(path, "rb", opts...))
+				var out bytes.Buffer
+				if n, err := io.Copy(onlyWriter{&out}, g); n != int64(len(want)) || err != nil {
+					t.Fatalf("io.Copy out (direct %v) = %d, %v", direct, n, err)
+				}
+				equalBytes(t, "O_DIRECT stream", out.Bytes(), want)
+				if err := g.Close(); err != nil {
+					t.Fatalf("Close: %v", err)
+				}
+			}
+		})
 	}
 }
