@@ -143,9 +143,29 @@ func TestWriteToReadError(t *testing.T) {
 }
 
 func TestWriteToWrongDirection(t *testing.T) {
+	for _, before := range []int{0, 3} {
+		f, r := newRecorded(t)
+		f.PutBuffer([]byte("abc")[:before])
+		if n, err := f.WriteTo(io.Discard); n != 0 || !errors.Is(err, engine.ErrWrongDirection) || !errors.Is(f.Err(), engine.ErrWrongDirection) {
+			t.Fatalf("WriteTo on a writing File with %d bytes put = %d, %v", before, n, err)
+		}
+		f.Close()
+		if len(r.Data) != before {
+			t.Fatalf("the sink got %d bytes, want the %d put before", len(r.Data), before)
+		}
+	}
+}
+
+func TestCopyAfterClose(t *testing.T) {
 	f, _ := newRecorded(t)
-	if n, err := f.WriteTo(io.Discard); n != 0 || !errors.Is(err, engine.ErrWrongDirection) {
-		t.Fatalf("WriteTo on a writing File = %d, %v", n, err)
+	f.Close()
+	if n, err := f.ReadFrom(bytes.NewReader([]byte("abc"))); n != 0 || !errors.Is(err, engine.ErrClosed) {
+		t.Fatalf("ReadFrom after Close = %d, %v", n, err)
+	}
+	g := mustFile(t)(engine.New(&testutil.ChunkReader{Data: []byte("abc")}, "rb"))
+	g.Close()
+	if n, err := g.WriteTo(io.Discard); n != 0 || !errors.Is(err, engine.ErrClosed) {
+		t.Fatalf("WriteTo after Close = %d, %v", n, err)
 	}
 }
 
