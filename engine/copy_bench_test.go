@@ -8,6 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/qfile/qfile/engine"
 	"github.com/qfile/qfile/ring"
@@ -29,6 +32,22 @@ func benchBackends() []engine.Kind {
 		return []engine.Kind{engine.Syscall}
 	}
 	return backends
+}
+
+// cpuTime returns the CPU time the process has used, user and system,
+// io_uring's worker threads included.
+func cpuTime(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the CPU time per op since start: on a shared
+// machine it varies far less with the load than the wall time does.
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(cpuTime(b)-start)/float64(b.N), "cpu-ns/op")
 }
 
 // countWriter is a sink that takes every byte and keeps a count, with
@@ -90,6 +109,7 @@ func BenchmarkCopyOut(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(copyBenchSize)
 			b.ReportAllocs()
+			cpu := cpuTime(b)
 			for range b.N {
 				w := &countWriter{}
 				copyOnce(b, w)
@@ -97,6 +117,7 @@ func BenchmarkCopyOut(b *testing.B) {
 					b.Fatalf("copied %d bytes, want %d", w.n, copyBenchSize)
 				}
 			}
+			reportCPU(b, cpu)
 		})
 	}
 	for _, k := range benchBackends() {
@@ -154,6 +175,7 @@ func BenchmarkCopyIn(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(copyBenchSize)
 			b.ReportAllocs()
+			cpu := cpuTime(b)
 			for range b.N {
 				r := &patternReader{pat: pat, n: copyBenchSize}
 				copyOnce(b, r)
@@ -161,6 +183,7 @@ func BenchmarkCopyIn(b *testing.B) {
 					b.Fatalf("%d bytes left unread", r.n)
 				}
 			}
+			reportCPU(b, cpu)
 		})
 	}
 	for _, k := range benchBackends() {
