@@ -18,9 +18,10 @@ var (
 // the File's buffer, or the io_uring read-ahead block or caller memory
 // a File lends (NewBytes, NewBlocks), so no byte is copied on the way.
 // The end of the stream ends the copy with a nil error and leaves the
-// File healthy, as Read's io.EOF does. A read failure is the sticky
-// error and is returned; so is w's error, which leaves the File as it
-// was: the bytes w did not take stay buffered for the next read call.
+// File healthy, as Read's io.EOF does. A read failure becomes the
+// sticky error and is returned. An error of w (io.ErrShortWrite for a
+// short count without one) is returned and leaves the File as it was:
+// the bytes w did not take stay buffered for the next read call.
 func (f *File) WriteTo(w io.Writer) (int64, error) {
 	if !f.getCheck() {
 		return 0, f.err
