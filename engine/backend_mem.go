@@ -41,12 +41,18 @@ func NewMemory(mode string, buf *sizedbuf.Buffer) (*File, error) {
 }
 
 // MemoryBuffer returns the buffer of a File made by NewMemory, or nil
-// (QEMU's qemu_buf_get).
+// (QEMU's qemu_buf_get). On a writing File it first flushes, as
+// qemu_buf_get does, so the buffer holds every byte put so far; a flush
+// error is the sticky error (Err).
 func (f *File) MemoryBuffer() *sizedbuf.Buffer {
-	if m, ok := f.be.(*memBackend); ok {
-		return m.buf
+	m, ok := f.be.(*memBackend)
+	if !ok {
+		return nil
 	}
-	return nil
+	if f.writable && !f.closed {
+		f.Flush()
+	}
+	return m.buf
 }
 
 func (m *memBackend) WritevAt(iovs []unix.Iovec, pos int64) (int, error) {

@@ -5,28 +5,82 @@
 //
 // One direction per File. Writing:
 //
-//	PutByte/PutBE16/32/64/PutBuffer ── copy ──▶ 32 KiB buffer ─┐
-//	                                                            ├─▶ iov.Vec (64 entries, adjacent spans coalesce)
-//	PutBufferAsync ── reference, no copy ───────────────────────┘        │
-//	                                   flush at 64 entries, a full buffer, Flush, Close
-//	                                                                      ▼
-//	                                     Backend: vectored write at the stream position
-//	                                     (syscall: writev/pwritev; memory: sizedbuf)
+//	PutByte/PutBE16/32/64, PutBuffer, Write ── copy ──▶ 32 KiB buffer ──┐
+//	ReadFrom ── r reads into the buffer itself ───────▶ (a slot)        │
+//	                                                                    ├─▶ iov.Vec (64 entries,
+//	PutBufferAsync, PutBuffer ≥ 64 KiB ── by reference, no copy ────────┘   adjacent spans coalesce)
+//	                                                                              │
+//	                            flush at 64 entries, a full buffer, Flush, Close  ▼
+//	  Syscall: writev/pwritev at the stream position; returns when the kernel has every byte
+//	  Uring:   the slot becomes one request in the ring (WRITEV, WRITE_FIXED, or SENDMSG on
+//	           a socket) and the File fills the next slot (queue depth) while it runs;
+//	           Flush and Close wait for the completions
+//	  Memory:  sizedbuf
 //
 // Reading:
 //
-//	Backend read at the stream position ──▶ 32 KiB buffer (pending bytes moved to the front)
-//	    ──▶ PeekBuffer/PeekByte (views), GetBufferInPlace (view), GetByte/GetBE*/GetBuffer (copies), Skip
+//	Syscall: read/pread ────────────────────────────┐
+//	Uring: read-ahead in flight (16 × 32 KiB on a   │
+//	  file, 1 on a stream), a filled block lent ────┼─▶ 32 KiB window (pending bytes moved to the front)
+//	NewBytes/NewBlocks: windows of caller memory ───┘
+//	the window ├─▶ PeekBuffer/PeekByte, GetBufferInPlace: views of it
+//	           ├─▶ GetByte/GetBE*/GetBuffer, Read: copies; Skip
+//	           └─▶ WriteTo: the window itself, handed to w
+//	GetBuffer or Read of ≥ 32 KiB with an empty window: the backend reads into the caller's slice
 //
 // The files follow the same order: put.go, flush.go, backend.go, then the
-// backends (backend_fd_linux.go, backend_mem.go), and get.go for reads.
+// backends (backend_fd_linux.go, backend_uring_linux.go, backend_mem.go),
+// get.go and io.go for reads, copy.go for io.Copy.
+//
+// # Backends
+//
+// Open, NewFD and NewOSFile take WithBackend(k) to choose how a File's
+// bytes reach the kernel:
+//
+//   - Syscall: writev/pwritev and read/pread, one system call per
+//     flush or refill, waiting in Go's poller on non-blocking
+//     descriptors.
+//   - Uring: io_uring. Writing, a flush hands its slot to the ring and
+//     the File goes on filling the next (WithQueueDepth slots, default
+//     DefaultQueueDepth); several writes are in flight on a regular
+//     file, one at a time on a pipe or socket, whose writes io_uring
+//     would not order. Reading, read-ahead requests stay in flight and
+//     the filled buffers are lent to the File without a copy.
+//   - Auto, the default: the backend measured faster for the kind of
+//     descriptor (docs/performance.md, "Backend policy"): io_uring to
+//     read regular files and block devices (batched read-ahead, about
+//     +20% over pread on the page cache) and to write O_DIRECT files
+//     (several writes in flight); syscalls to write buffered regular
+//     files (io_uring punts buffered writes to a worker thread), and
+//     for pipes, sockets and character devices such as /dev/null, where
+//     one request in flight leaves io_uring nothing to batch.
+//
+// Where the kernel cannot give a ring (io_uring absent or disabled,
+// seccomp, RLIMIT_MEMLOCK) a File asked for Uring or Auto uses
+// syscalls; built with -tags nouring, io_uring is never used. Either
+// way the File works the same and the stream's bytes are identical:
+// BackendInfo says which backend is in use (Kind), what was asked for
+// (Requested) and why they differ (Reason), and whether buffers are
+// registered, sends zero-copy or pipes written with vmsplice. NewMemory,
+// NewBytes and NewBlocks are in memory and have no choice to make; New
+// takes any Backend of the caller's.
 //
 // # Errors
 //
 // The first error is sticky (QEMU's last_error): puts after it do
 // nothing, gets return zeros, Err returns it, Flush and Close return it.
-// Reading past the end of the stream sets an error that wraps
-// io.ErrUnexpectedEOF, as QEMU sets -EIO. Arguments a caller gets wrong
+//
+// The end of the stream follows the caller's convention. A QEMU-style
+// get (GetByte, GetBE16/32/64, GetBuffer, GetBufferInPlace, Skip,
+// PeekBuffer) that wants bytes past the end sets a sticky error that
+// wraps io.ErrUnexpectedEOF and names the byte, as QEMU sets -EIO: the
+// stream's framing promised those bytes. The io calls (Read, ReadByte,
+// WriteTo, and so io.ReadAll and io.Copy) treat the end as io.Reader
+// does: Read returns 0 and io.EOF, WriteTo returns nil, and the File
+// stays healthy, so Err and Close return nil. Any other read failure is
+// sticky whichever call met it.
+//
+// Arguments a caller gets wrong
 // that can be checked without touching the stream (a counted string
 // longer than 255 bytes, a bad mode) are returned and leave the stream
 // as it was; using a File in the wrong direction sets ErrWrongDirection

@@ -75,6 +75,10 @@ type File struct {
 	copyPages bool
 	err       error
 	info      BackendInfo
+	// readerEOF is set while an io.Reader-style call (Read, WriteTo)
+	// reads: there the end of the stream is io.EOF and leaves the File
+	// healthy, where a QEMU-style get makes it the sticky error.
+	readerEOF bool
 
 	// buf is the 32 KiB buffer of either direction. Writing, it is the
 	// current slot's buffer and bufIndex is where the next put lands

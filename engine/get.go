@@ -168,10 +168,17 @@ func (f *File) GetBuffer(p []byte) int {
 
 // readFailed records a failed backend read as the sticky error: the end
 // of the stream becomes an error naming the byte, and ErrShutdown wins
-// if Shutdown was called.
+// if Shutdown was called. Under an io.Reader-style call (readerEOF) the
+// end of the stream is not an error: the File stays healthy and the
+// caller returns io.EOF.
 func (f *File) readFailed(err error) {
-	f.noteShutdown()
+	if f.noteShutdown() {
+		return
+	}
 	if err == io.EOF {
+		if f.readerEOF {
+			return
+		}
 		err = &eofError{pos: f.pos}
 	}
 	f.SetError(err)
@@ -259,6 +266,9 @@ func (f *File) GetCountedString(buf *[256]byte) []byte {
 
 // isEOF reports whether err is the sticky end-of-stream error.
 func isEOF(err error) bool {
+	if err == nil {
+		return false // without building errors.As's target
+	}
 	var e *eofError
 	return errors.As(err, &e)
 }

@@ -31,34 +31,51 @@ func (f *File) WriteByte(c byte) error {
 	return f.err
 }
 
-// Read reads up to len(p) bytes. At the end of the stream it returns
-// io.EOF (the sticky error records the end, as for every get); any
-// other failure is returned as it is.
+// Read reads up to len(p) bytes into p and returns the count (io.Reader).
+// At the end of the stream it returns 0 and io.EOF and the File stays
+// healthy: Err and Close return nil, as after a read(2) of 0. A QEMU-style
+// get past the end (GetByte, GetBE32, GetBuffer...) is still the sticky
+// end-of-stream error, and any other read failure is sticky and returned
+// by Read, Err and Close. Bytes already buffered are served first, also
+// after an error. A p of BufSize or more with an empty buffer is read
+// into directly ("Large read, empty buffer" in bufio.Reader.Read).
 func (f *File) Read(p []byte) (int, error) {
 	if !f.getCheck() {
 		return 0, f.err
-	}
-	if len(p) == 0 {
-		return 0, f.err
-	}
-	if f.bufIndex == f.bufSize {
-		if len(p) >= BufSize && f.err == nil && !f.writable && f.br == nil {
-			if n := f.readBackendOwned(p); n > 0 {
-				return n, nil
-			}
-		} else if f.getCheck() {
-			f.fillOwned()
-		}
 	}
 	if f.bufIndex < f.bufSize {
 		n := copy(p, f.buf[f.bufIndex:f.bufSize])
 		f.bufIndex += n
 		return n, nil
 	}
-	if isEOF(f.err) {
+	if len(p) == 0 || f.err != nil {
+		return 0, f.readerErr()
+	}
+	n := 0
+	f.readerEOF = true
+	if len(p) >= BufSize && f.br == nil {
+		n = f.readBackendOwned(p)
+	} else if f.fillOwned() > 0 {
+		n = copy(p, f.buf[f.bufIndex:f.bufSize])
+		f.bufIndex += n
+	}
+	f.readerEOF = false
+	if n > 0 {
+		return n, nil
+	}
+	if f.err == nil {
 		return 0, io.EOF
 	}
-	return 0, f.err
+	return 0, f.readerErr()
+}
+
+// readerErr is the sticky error as an io.Reader returns it: the sticky
+// end of the stream, set by a get past it, is io.EOF.
+func (f *File) readerErr() error {
+	if isEOF(f.err) {
+		return io.EOF
+	}
+	return f.err
 }
 
 // ReadByte consumes one byte; at the end of the stream it returns io.EOF.

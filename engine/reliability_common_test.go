@@ -265,7 +265,10 @@ func isPrefix(got, want []byte) bool {
 //     bytes whole, and a get that needs a byte beyond avail sets the
 //     error;
 //   - once set, the sticky error stays the same value, and okErr accepts
-//     it.
+//     it;
+//   - the io.Reader calls (ReadByte, io.ReadFull) that end short at the
+//     clean end of the source return io.EOF or io.ErrUnexpectedEOF and
+//     leave no sticky error, where a get sets it.
 //
 // After the script one more GetByte must set the error (the stream is
 // over). It returns the sticky error and the count of bytes the gets
@@ -275,6 +278,9 @@ func checkedRead(t *testing.T, f *engine.File, s *script, avail int, okErr func(
 	pos := 0
 	var sticky error
 	good := 0
+	// cleanEnd is set by an io.Reader call that met the clean end of the
+	// source: its short result leaves the File healthy.
+	cleanEnd := false
 	// after runs after each get of the stream span [start, end); short
 	// says the get returned less than the span.
 	after := func(i int, what string, start, end int, short bool) {
@@ -287,6 +293,15 @@ func checkedRead(t *testing.T, f *engine.File, s *script, avail int, okErr func(
 				t.Fatalf("op %d (%s) at byte %d: unexpected error %v", i, what, start, err)
 			}
 			sticky = err
+		}
+		if cleanEnd {
+			cleanEnd = false
+			if err == nil {
+				if !short || (avail >= 0 && end <= avail) {
+					t.Fatalf("op %d (%s) at byte %d: io.EOF before the end of the source", i, what, start)
+				}
+				return
+			}
 		}
 		if short && err == nil {
 			t.Fatalf("op %d (%s) at byte %d: short result without an error", i, what, start)
@@ -348,6 +363,7 @@ func checkedRead(t *testing.T, f *engine.File, s *script, avail int, okErr func(
 				if err != nil && c != 0 {
 					t.Fatalf("op %d: ReadByte returned %#x with %v", i, c, err)
 				}
+				cleanEnd = err == io.EOF
 				value(i, "ReadByte", uint64(c), 1, pos)
 			}
 			pos++
@@ -379,6 +395,7 @@ func checkedRead(t *testing.T, f *engine.File, s *script, avail int, okErr func(
 				if (n < o.n) != (err != nil) {
 					t.Fatalf("op %d: io.ReadFull = %d, %v", i, n, err)
 				}
+				cleanEnd = err == io.EOF || err == io.ErrUnexpectedEOF
 				span(i, "Read", p[:n], pos, o.n)
 			default:
 				p := buf(o.n)
