@@ -31,3 +31,9 @@ func SkipUnlessFull(t testing.TB, what string) {
 		t.Skipf("%s runs with %s=1 (as .ci/run does)", what, FullEnv)
 	}
 }
+
+// RaceMemoryFactor scales a memory bound under the race detector, which
+// the Go documentation puts at 5-10 times the memory of a plain build; 4
+// covers what the bounded tests measure here (at most 1.6 times) and
+// still fails a bound that memory growing with the input would break.
+const RaceMemoryFactor = 4
