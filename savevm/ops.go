@@ -34,6 +34,10 @@ func walk(src *engine.File, opts Options, each func(r *Reader, rec *Record) erro
 		}
 		c.pageSize = r.PageSize()
 		c.observe(rec)
+		if opts.BlockList != nil && r.haveList && r.st != stBlocks {
+			opts.BlockList(r.Blocks())
+			opts.BlockList = nil
+		}
 		if each != nil {
 			if err := each(r, rec); err != nil {
 				return finish(), err

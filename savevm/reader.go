@@ -23,6 +23,10 @@ type Options struct {
 	// MaxVerifyRAM bounds the total length of the RAM blocks Verify
 	// rebuilds; 0 means DefaultMaxVerifyRAM.
 	MaxVerifyRAM int64
+	// BlockList, if set, is called by Stat, Copy and Verify once the
+	// RAM section's MEM_SIZE list has been read, with its blocks: the
+	// multifd channels of a migration check their pages against it.
+	BlockList func(blocks []*Block)
 }
 
 // ProgressStep is how often, in stream bytes, Options.Progress is called.

@@ -21,8 +21,8 @@ import (
 )
 
 const streamUsage = `usage:
-  qbench stream stat   [--backend B] [--json] [--return-path RP] SRC
-  qbench stream copy   [--backend B] [--capture-return-path RP] SRC DST
+  qbench stream stat   [--backend B] [--json] [--return-path RP] SRC [CHANNEL...]
+  qbench stream copy   [--backend B] [--capture-return-path RP] [--multifd-channels N] SRC DST
   qbench stream verify [--backend B] [--json] SRC
 
 SRC and DST: a path, - (stdin/stdout), fd:N, unix:PATH or tcp:HOST:PORT.
@@ -39,6 +39,11 @@ so. Reports go to stderr; stdout carries only the stream (DST -).
 --backend: auto, uring or syscall (default auto).
 --capture-return-path RP: also write the return path to the file RP.
 --return-path RP: stat also parses RP, a captured return path.
+--multifd-channels N: copy a multifd migration: accept the main channel
+  and N multifd channels on SRC (told apart by their first bytes) and
+  connect as many to DST, parsing every packet (docs/multifd.md).
+CHANNEL...: stat also walks these multifd channel captures; the main
+  stream and the channels may come in any order.
 `
 
 // streamMain runs "qbench stream stat|copy|verify"; args are the words
@@ -65,9 +70,11 @@ func streamMain(args []string, stdout, stderr io.Writer) int {
 	backend := fs.String("backend", "auto", "auto, uring or syscall")
 	var asJSON bool
 	var rp string
+	var mfd int
 	switch sub {
 	case "copy":
 		fs.StringVar(&rp, "capture-return-path", "", "write the relayed return path to this file")
+		fs.IntVar(&mfd, "multifd-channels", 0, "relay a multifd migration with this many channels")
 	case "stat":
 		fs.StringVar(&rp, "return-path", "", "a captured return path to parse")
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
@@ -78,14 +85,17 @@ func streamMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return streamUsageError(stderr, "stream "+sub, err.Error())
 	}
-	if len(pos) != want {
+	if len(pos) != want && !(sub == "stat" && len(pos) > want) {
 		return streamUsageError(stderr, "stream "+sub, fmt.Sprintf("want %d operand(s), got %d", want, len(pos)))
 	}
 	kind, err := engine.ParseKind(*backend)
 	if err != nil {
 		return streamUsageError(stderr, "stream "+sub, err.Error())
 	}
-	if err := runStream(sub, pos, kind, streamFlags{json: asJSON, returnPath: rp}, stdout, stderr); err != nil {
+	if mfd < 0 || mfd > 255 {
+		return streamUsageError(stderr, "stream "+sub, fmt.Sprintf("--multifd-channels %d: want 1 to 255", mfd))
+	}
+	if err := runStream(sub, pos, kind, streamFlags{json: asJSON, returnPath: rp, multifd: mfd}, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "qbench stream %s: %s\n", sub, oneLine(err))
 		return 1
 	}
@@ -123,9 +133,16 @@ func oneLine(err error) string {
 type streamFlags struct {
 	json       bool
 	returnPath string // stat: a return path capture; copy: where to capture it
+	multifd    int    // copy: the multifd channels (0: one stream)
 }
 
 func runStream(sub string, pos []string, kind engine.Kind, fl streamFlags, stdout, stderr io.Writer) error {
+	if sub == "copy" && fl.multifd > 0 {
+		return runMultifdCopy(pos, fl.multifd, kind, fl, stderr)
+	}
+	if sub == "stat" && len(pos) > 1 {
+		return runMultifdStat(pos, kind, fl, stdout)
+	}
 	src, err := openStreamSource(pos[0], kind)
 	if err != nil {
 		return err
