@@ -56,4 +56,50 @@
 // validation error is an *Error naming the channel, the stream offset of
 // the field at fault and what is wrong; a short input wraps
 // io.ErrUnexpectedEOF.
+//
+// # Sender and Receiver
+//
+//	s := multifd.NewSender(files, multifd.SendOptions{})   // one goroutine per File
+//	s.QueuePage("pc.ram", off, mem[off:off+4096])          // by reference
+//	s.Sync()                                               // before each EOS of the main stream
+//	s.Close()
+//
+//	r := multifd.NewReceiver(files, multifd.RecvOptions{}) // files in any order
+//	r.SetMemory(mem)                                       // once the block list is known
+//	r.Sync()                                               // at each EOS of the main stream
+//	r.Wait()                                               // the channels end at a packet boundary
+//
+// A Sender fills a packet per block with up to PagesAlloc pages and hands
+// it to the first channel with room in its queue (round the ring, as
+// QEMU's multifd_send_pages); Sync sends the partial packet and a sync
+// packet on every channel. A Receiver's channels copy each page from the
+// File's buffer (or, for reads of 32 KiB and more with an empty buffer,
+// from the socket) straight to its place in Memory, after checking the
+// block and the offset.
+//
+// # Memory and lifetimes
+//
+// The Sender never copies a page: the channel's File queues it with
+// PutBufferAsync and writes it with its next vectored write, which with
+// io_uring may still be running when the put returns. So a page handed
+// to QueuePage must not change until the next Sync (or Close) has
+// returned: Sync returns only once every channel has flushed its File.
+// A caller that sends from live memory (a guest that keeps running)
+// sends a page again in a later part, after a Sync, never twice in one.
+// The Sender's own memory is fixed at NewSender: 2 packets per channel
+// plus one of page references and offsets, and one encoded header per
+// channel; queuing and sending allocate nothing.
+//
+// A Receiver keeps one PacketHeader per channel; the page data goes from
+// the File's buffer to Memory and is never held anywhere else.
+//
+// # Errors and concurrency
+//
+// The first error of any channel stops every channel (the other Files are
+// shut down, so a goroutine blocked in a read or write returns) and is
+// returned, once recorded, by every later call: an *Error naming the
+// channel, the byte offset and the cause (the backend's error, such as
+// EPIPE, wrapped). Sender and Receiver methods are called from one
+// goroutine; each channel's File is used only by its own goroutine until
+// Close or Wait returns, and the caller closes the Files afterwards.
 package multifd
