@@ -49,7 +49,7 @@ type multifdRelay struct {
 
 	mu       sync.Mutex
 	err      error
-	conns    []*os.File // every socket, shut down on a failure
+	conns    []int // a duplicate of every socket, shut down on a failure
 	mains    int
 	channels int
 	ids      map[int]int // channel id → accept order
@@ -64,22 +64,43 @@ func (m *multifdRelay) fail(err error) {
 	}
 	m.err = err
 	close(m.stop)
-	for _, c := range m.conns {
-		unix.Shutdown(int(c.Fd()), unix.SHUT_RDWR)
+	for _, fd := range m.conns {
+		unix.Shutdown(fd, unix.SHUT_RDWR)
 	}
 }
 
-// track registers a socket to shut down on a failure; it reports false,
-// with the socket shut down, when the relay already failed.
+// track registers a socket to shut down on a failure, through a
+// duplicate of its descriptor that stays valid whoever closes the
+// socket's File. It reports false, with the socket shut down, when the
+// relay already failed.
 func (m *multifdRelay) track(c *os.File) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.conns = append(m.conns, c)
-	if m.err != nil {
+	fd, err := unix.Dup(int(c.Fd()))
+	if err != nil {
+		if m.err == nil {
+			m.err = &os.SyscallError{Syscall: "dup", Err: err}
+			close(m.stop)
+		}
 		unix.Shutdown(int(c.Fd()), unix.SHUT_RDWR)
 		return false
 	}
+	m.conns = append(m.conns, fd)
+	if m.err != nil {
+		unix.Shutdown(fd, unix.SHUT_RDWR)
+		return false
+	}
 	return true
+}
+
+// closeTracked closes the duplicates once every relay has returned.
+func (m *multifdRelay) closeTracked() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, fd := range m.conns {
+		unix.Close(fd)
+	}
+	m.conns = nil
 }
 
 func (m *multifdRelay) failed() error {
@@ -169,6 +190,7 @@ func runMultifdCopy(pos []string, n int, kind engine.Kind, fl streamFlags, stder
 		os.Remove(addr)
 	}
 	wg.Wait()
+	m.closeTracked()
 	close(results)
 	el := time.Since(start)
 	if err := m.failed(); err != nil {
