@@ -35,6 +35,8 @@ Usage:
                                     RSS grown past --rss-slack (32MiB) or descriptors leaked
   qbench stream ...                 read, copy or verify a real migration stream
                                     (qbench stream --help)
+  qbench multifd ...                a migration over 1, 2, 4 multifd channels against
+                                    one stream (qbench multifd --help)
   qbench version                    print the version
 
 Flags:
@@ -90,6 +92,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return compareMain(rest, stdout, stderr)
 		case "sink":
 			return sinkMain(rest, stdout, stderr)
+		case "multifd":
+			return multifdMain(rest, stdout, stderr)
 		case "soak":
 			return soakMain(rest, stdout, stderr)
 		case "stream":
