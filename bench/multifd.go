@@ -96,8 +96,11 @@ type MultifdResult struct {
 	// from the first put until the receiver confirmed every byte.
 	Bytes   int64
 	Elapsed time.Duration
-	// CPU is the sender process's user and system time over the run.
-	CPU time.Duration
+	// CPU is the sender process's user and system time over the run;
+	// RecvCPU the receiving process's (0 when it is a goroutine of this
+	// process), from /proc at clock-tick resolution.
+	CPU     time.Duration
+	RecvCPU time.Duration
 }
 
 // GBps is the throughput in 10^9 bytes per second.
@@ -105,6 +108,9 @@ func (r MultifdResult) GBps() float64 { return float64(r.Bytes) / r.Elapsed.Seco
 
 // CPUPerGB is the sender's CPU seconds per 10^9 bytes.
 func (r MultifdResult) CPUPerGB() float64 { return r.CPU.Seconds() / (float64(r.Bytes) / 1e9) }
+
+// RecvCPUPerGB is the receiver's CPU seconds per 10^9 bytes.
+func (r MultifdResult) RecvCPUPerGB() float64 { return r.RecvCPU.Seconds() / (float64(r.Bytes) / 1e9) }
 
 // MultifdBench holds what the runs share: the guest RAM, the receivers
 // and the namespaces.
@@ -308,6 +314,8 @@ func (b *MultifdBench) Run(c MultifdCase) (MultifdResult, error) {
 		}
 	}()
 	var ru0, ru1 unix.Rusage
+	recv := b.receivers[c.Transport]
+	rc0 := recv.cpu()
 	unix.Getrusage(unix.RUSAGE_SELF, &ru0)
 	start := time.Now()
 	var sent int64
@@ -337,6 +345,7 @@ func (b *MultifdBench) Run(c MultifdCase) (MultifdResult, error) {
 	}
 	res.Elapsed = time.Since(start)
 	unix.Getrusage(unix.RUSAGE_SELF, &ru1)
+	res.RecvCPU = recv.cpu() - rc0
 	if err != nil {
 		return res, err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,7 +25,7 @@ after each pass) and as one ram stream (qfile's engine, and bufio: the best
 peer), to a receiver in another process that counts every byte. Reports, per
 transport and case, the median GB/s and the sender's CPU seconds per GB
 (getrusage of qbench itself), side by side in one run (the cases take turns
-in each of --count rounds).
+in each of --count rounds, after one untimed run of each).
 
   --transports LIST  unix, tcp, netns (default unix,tcp, and netns as root
                      with ip(8)): netns is TCP over a veth pair between two
@@ -106,6 +107,13 @@ func multifdMain(args []string, stdout, stderr io.Writer) int {
 			cases = append(cases, bench.MultifdCase{Transport: t, Impl: bench.MultifdChannels, Channels: n})
 		}
 	}
+	// One untimed run of each case first: connections, page faults,
+	// the receivers' buffers.
+	for _, c := range cases {
+		if _, err := b.Run(c); err != nil {
+			return failure(stderr, fmt.Errorf("%s: %w", c.Name(), err))
+		}
+	}
 	runs := make([][]bench.MultifdResult, len(cases))
 	f, tty := stderr.(*os.File)
 	tty = tty && term.IsTerminal(int(f.Fd()))
@@ -149,21 +157,23 @@ func exitJSON(stdout, stderr io.Writer, v any) int {
 // printMultifd prints one line per case: medians, and the ratios to the
 // one-stream qfile case of the same transport.
 func printMultifd(w io.Writer, cases []bench.MultifdCase, runs [][]bench.MultifdResult, ram int64, passes, count int) {
-	fmt.Fprintf(w, "guest RAM %d MiB x %d passes per run (%.0f%% zero pages), median of %d runs; sender CPU is qbench's own (the receiver is another process)\n",
+	fmt.Fprintf(w, "guest RAM %d MiB x %d passes per run (%.0f%% zero pages), median of %d runs; CPU seconds per GB of the sender (qbench) and of the receiver (another process)\n",
 		ram>>20, passes, bench.DefaultZeroShare*100, count)
-	fmt.Fprintf(w, "%-42s %9s %12s %9s %9s\n", "case", "GB/s", "CPU s/GB", "x qfile", "CPU x")
+	fmt.Fprintf(w, "%-42s %6s %13s %8s %6s %9s %9s\n", "case", "GB/s", "(min-max)", "x qfile", "CPU x", "send s/GB", "recv s/GB")
 	base := map[string][2]float64{}
 	for i, c := range cases {
-		var gbps, cpu []float64
+		var gbps, cpu, rcpu []float64
 		for _, r := range runs[i] {
 			gbps = append(gbps, r.GBps())
 			cpu = append(cpu, r.CPUPerGB())
+			rcpu = append(rcpu, r.RecvCPUPerGB())
 		}
 		g, u := median(gbps), median(cpu)
 		if c.Impl == bench.MultifdQfile {
 			base[c.Transport] = [2]float64{g, u}
 		}
 		b := base[c.Transport]
-		fmt.Fprintf(w, "%-42s %9.2f %12.3f %9.2f %9.2f\n", c.Name(), g, u, g/b[0], u/b[1])
+		fmt.Fprintf(w, "%-42s %6.2f %13s %8.2f %6.2f %9.3f %9.3f\n", c.Name(), g, fmt.Sprintf("(%.2f-%.2f)", slices.Min(gbps), slices.Max(gbps)),
+			g/b[0], u/b[1], u, median(rcpu))
 	}
 }
