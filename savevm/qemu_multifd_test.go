@@ -2,15 +2,21 @@ package savevm_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/qfile/qfile/internal/testutil"
+	"github.com/qfile/qfile/multifd"
+	"github.com/qfile/qfile/savevm"
 )
 
 // TestQEMUMultifdThroughQbench: a running guest migrates with the
@@ -132,4 +138,151 @@ func TestQEMUMultifdThroughQbench(t *testing.T) {
 			os.Remove(srcSock)
 		})
 	}
+}
+
+// TestQEMUMultifdCaptureStat: a multifd migration from QEMU to QEMU
+// through a plain relay of this test that keeps a copy of every
+// connection; the captures are then walked as "qbench stream stat"
+// does. The channels' packets and pages must add up to the bytes QEMU
+// counted as sent on them (multifd-bytes: all but the init messages),
+// the main stream must carry no normal page, each channel must have one
+// SYNC per RAM EOS of the main stream, and the packet numbers must cover
+// 0..packets-1 with no gap.
+func TestQEMUMultifdCaptureStat(t *testing.T) {
+	bin := needQEMU(t)
+	const n = 2
+	dir := t.TempDir()
+	v := dirtyVariant(t, dir, "multifd-capture", map[string]bool{"multifd": true},
+		map[string]any{"multifd-channels": n, "max-bandwidth": 1 << 30, "downtime-limit": 2000000})
+	dstSock := filepath.Join(dir, "dst.sock")
+	dstQ := startQEMU(t, bin, dir, v, "load")
+	dstQ.cmdOK("migrate-incoming", map[string]any{"uri": "unix:" + dstSock})
+	waitSocket(t, dstSock)
+	srcSock := filepath.Join(dir, "src.sock")
+	captures, wait := teeRelay(t, srcSock, dstSock, n+1, dir)
+	srcQ := startQEMU(t, bin, dir, v, "save")
+	srcQ.cmdOK("cont", nil)
+	srcQ.waitDirty(dir, 2)
+	srcQ.cmdOK("migrate", map[string]any{"uri": "unix:" + srcSock})
+	srcQ.waitMigration("multifd source")
+	dstQ.waitMigration("multifd destination")
+	mi := srcQ.migrateInfo()
+	raw := srcQ.cmdOK("query-migrate", nil)
+	srcQ.stop()
+	dstQ.stop()
+	wait()
+
+	var main *savevm.Stats
+	var chans []*savevm.MultifdChannelStats
+	bt := savevm.NewBlockTable(make(chan struct{}))
+	for _, path := range captures {
+		f := openRead(t, path, backends[0])
+		if savevm.ClassifyChannel(f.PeekBuffer(4, 0)) == savevm.ChannelMain {
+			st, err := savevm.Stat(f, savevm.Options{BlockList: bt.Set})
+			if err != nil {
+				t.Fatalf("main stream: %v", err)
+			}
+			main = st
+		}
+		f.Close()
+	}
+	if main == nil {
+		t.Fatal("no capture opens with QEVM")
+	}
+	var pages, packets, onWire int64
+	var last uint64
+	for i, path := range captures {
+		f := openRead(t, path, backends[0])
+		if savevm.ClassifyChannel(f.PeekBuffer(4, 0)) == savevm.ChannelMultifd {
+			st, err := savevm.StatMultifdChannel(f, savevm.MultifdOptions{Channel: i, Block: bt.Lookup})
+			if err != nil {
+				t.Fatal(err)
+			}
+			chans = append(chans, st)
+			pages += st.Pages
+			packets += st.Packets
+			onWire += st.Bytes - multifd.InitSize
+			last = max(last, st.LastPacket)
+		}
+		f.Close()
+	}
+	t.Logf("QEMU: %d normal pages, %d bytes; main %d bytes, EOS %d", mi.RAM.Normal, mi.RAM.Transferred, main.Bytes, main.Pages.EOS)
+	for _, c := range chans {
+		t.Logf("channel %+v", *c)
+	}
+	if len(chans) != n {
+		t.Fatalf("%d multifd captures, want %d", len(chans), n)
+	}
+	var counters struct {
+		RAM struct {
+			MultifdBytes int64 `json:"multifd-bytes"`
+		} `json:"ram"`
+	}
+	if err := json.Unmarshal(raw, &counters); err != nil {
+		t.Fatal(err)
+	}
+	if onWire != counters.RAM.MultifdBytes || main.Pages.Normal != 0 || pages == 0 {
+		t.Errorf("the channels carry %d bytes of packets (%d pages), the main stream %d normal pages; QEMU counted %d multifd bytes",
+			onWire, pages, main.Pages.Normal, counters.RAM.MultifdBytes)
+	}
+	for _, c := range chans {
+		if c.Syncs != main.Pages.EOS || c.Pages == 0 {
+			t.Errorf("channel %d: %d SYNC packets, %d pages; the main stream has %d RAM EOS", c.ID, c.Syncs, c.Pages, main.Pages.EOS)
+		}
+	}
+	if uint64(packets) != last+1 {
+		t.Errorf("%d packets, the last numbered %d: numbers are shared by the channels and have no gap", packets, last)
+	}
+}
+
+// teeRelay listens on srcSock, relays each of k connections to dstSock
+// in the order they come (the source connects its main channel first,
+// as a QEMU 7.2 destination needs), and keeps a copy of each in dir.
+func teeRelay(t *testing.T, srcSock, dstSock string, k int, dir string) (paths []string, wait func()) {
+	t.Helper()
+	l, err := net.Listen("unix", srcSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range k {
+		paths = append(paths, filepath.Join(dir, fmt.Sprintf("conn%d.bin", i)))
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer l.Close()
+		for i := range k {
+			c, err := l.Accept()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			d, err := net.Dial("unix", dstSock)
+			if err != nil {
+				t.Error(err)
+				c.Close()
+				return
+			}
+			capture, err := os.Create(paths[i])
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				io.Copy(io.MultiWriter(d, capture), c)
+				capture.Close()
+				d.(*net.UnixConn).CloseWrite()
+			}()
+			go func() {
+				defer wg.Done()
+				io.Copy(c, d)
+				c.Close()
+				d.Close()
+			}()
+		}
+	}()
+	return paths, wg.Wait
 }
