@@ -7,6 +7,9 @@ sockets, several times, the ways interleaved. Prints QEMU's figures
 (query-migrate total-time and RAM mbps) per run and the medians.
 
   proxybench.py --qbench ./qbench --ram 512 --blob 128 --runs 5 direct-unix unix direct-tcp tcp
+
+--multifd N sets the multifd capability and N channels on both QEMUs and
+gives qbench --multifd-channels N.
 """
 import argparse, json, os, random, socket, statistics, subprocess, sys, tempfile, time
 
@@ -53,10 +56,16 @@ def wait_path(path):
         time.sleep(0.01)
     sys.exit("no " + path)
 
-def run(way, qb, ram, blob, d):
+def run(way, qb, ram, blob, d, multifd=0):
     dst, dcmd = qemu(d, "dst", ram, blob, ["-incoming", "defer"])
     src, scmd = qemu(d, "src", ram, blob, [])
     proxy = None
+    mfd = []
+    if multifd:
+        mfd = ["--multifd-channels", str(multifd)]
+        for c in (scmd, dcmd):
+            c("migrate-set-capabilities", {"capabilities": [{"capability": "multifd", "state": True}]})
+            c("migrate-set-parameters", {"multifd-channels": multifd})
     try:
         if way in ("direct-unix", "unix"):
             dsock = os.path.join(d, "dst.sock")
@@ -71,11 +80,11 @@ def run(way, qb, ram, blob, d):
         uri = dst_uri
         if way == "unix":
             ssock = os.path.join(d, "src.sock")
-            proxy = subprocess.Popen([qb, "stream", "copy", "unix:" + ssock, dst_uri], stderr=subprocess.PIPE)
+            proxy = subprocess.Popen([qb, "stream", "copy"] + mfd + ["unix:" + ssock, dst_uri], stderr=subprocess.PIPE)
             wait_path(ssock); uri = "unix:" + ssock
         elif way == "tcp":
             port = free_port()
-            proxy = subprocess.Popen([qb, "stream", "copy", "tcp:127.0.0.1:%d" % port, dst_uri], stderr=subprocess.PIPE)
+            proxy = subprocess.Popen([qb, "stream", "copy"] + mfd + ["tcp:127.0.0.1:%d" % port, dst_uri], stderr=subprocess.PIPE)
             time.sleep(0.3); uri = "tcp:127.0.0.1:%d" % port
         scmd("migrate-set-parameters", {"max-bandwidth": 100 << 30, "downtime-limit": 2000000})
         scmd("migrate", {"uri": uri})
@@ -110,6 +119,7 @@ def main():
     ap.add_argument("--ram", type=int, default=512, help="guest MiB")
     ap.add_argument("--blob", type=int, default=128, help="MiB of random data in the guest")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--multifd", type=int, default=0, help="multifd channels (0: one stream)")
     ap.add_argument("ways", nargs="+", choices=["direct-unix", "unix", "direct-tcp", "tcp"])
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
@@ -119,7 +129,7 @@ def main():
         res = {w: [] for w in a.ways}
         for i in range(a.runs):
             for w in a.ways:
-                t, mbps, n = run(w, a.qbench, a.ram, blob, d)
+                t, mbps, n = run(w, a.qbench, a.ram, blob, d, a.multifd)
                 res[w].append((t, mbps))
                 print("run %d %-11s total-time %5d ms  %8.1f Mbps  %d bytes" % (i, w, t, mbps, n), flush=True)
         for w in a.ways:
