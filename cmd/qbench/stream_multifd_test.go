@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qfile/qfile/internal/testutil"
 	"github.com/qfile/qfile/multifd"
 )
 
@@ -76,6 +77,7 @@ func fakeDestination(l net.Listener, n int) chan [][]byte {
 // tells them apart by their first bytes, connects the main channel to
 // the destination first, and each arrives byte for byte.
 func TestStreamCopyMultifd(t *testing.T) {
+	testutil.NoLeaks(t, 64, nil)
 	dir := t.TempDir()
 	srcSock, dstSock := filepath.Join(dir, "src.sock"), filepath.Join(dir, "dst.sock")
 	l, err := net.Listen("unix", dstSock)
@@ -140,8 +142,9 @@ func TestStreamCopyMultifd(t *testing.T) {
 // TestStreamCopyMultifdFault: a malformed packet on one channel stops
 // every channel: qbench names the channel and the byte offset, the
 // destination has that channel up to the packet at fault, and every
-// connection ends.
+// connection ends, with no goroutine or descriptor left behind.
 func TestStreamCopyMultifdFault(t *testing.T) {
+	testutil.NoLeaks(t, 64, nil)
 	dir := t.TempDir()
 	srcSock, dstSock := filepath.Join(dir, "src.sock"), filepath.Join(dir, "dst.sock")
 	l, err := net.Listen("unix", dstSock)
