@@ -100,16 +100,17 @@ type MultifdOptions struct {
 
 // multifdWalker parses a multifd channel from bytes fed in any pieces.
 type multifdWalker struct {
-	opts      MultifdOptions
-	pageSize  int64
-	hdr       multifd.PacketHeader
-	off       int64 // channel offset of the next byte fed
-	skip      int64 // page bytes of the current packet still to pass
-	init      bool  // the init message was read
-	ch        int   // the channel in errors: opts.Channel, then the id
-	st        MultifdChannelStats
-	lastBlock *Block
-	lastName  string // the block name of the last packet with pages
+	opts     MultifdOptions
+	pageSize int64
+	hdr      multifd.PacketHeader
+	off      int64 // channel offset of the next byte fed
+	skip     int64 // page bytes of the current packet still to pass
+	init     bool  // the init message was read
+	ch       int   // the channel in errors: opts.Channel, then the id
+	st       MultifdChannelStats
+	// known caches the blocks packets named, by name, so that a name
+	// costs one allocation per channel, not one per packet.
+	known map[string]*knownBlock
 }
 
 func newMultifdWalker(opts MultifdOptions) *multifdWalker {
@@ -118,7 +119,7 @@ func newMultifdWalker(opts MultifdOptions) *multifdWalker {
 		ps = DefaultPageSize
 	}
 	return &multifdWalker{opts: opts, pageSize: int64(ps), ch: opts.Channel,
-		st: MultifdChannelStats{ID: -1, PagesByBlock: map[string]int64{}}}
+		st: MultifdChannelStats{ID: -1, PagesByBlock: map[string]int64{}}, known: map[string]*knownBlock{}}
 }
 
 // feed parses what it can of p, which starts at offset w.off. It returns
@@ -175,24 +176,22 @@ func (w *multifdWalker) header(b []byte) (int, error) {
 		return 0, nil
 	}
 	blockLen := ^uint64(0)
+	name := ""
 	if h.NormalPages > 0 {
-		name := h.BlockName()
-		if w.lastName != string(name) {
-			w.lastName = string(name)
-		}
-		blk, err := w.block(name)
+		kb, err := w.block(h.BlockName())
 		if err != nil {
 			return 0, err
 		}
-		if blk != nil {
-			blockLen = blk.Length
+		if kb.blk != nil {
+			blockLen = kb.blk.Length
 		}
+		name = kb.name
 	}
 	if err := h.DecodeOffsets(b[multifd.HeaderSize:], int(w.pageSize), blockLen, w.ch, w.off+multifd.HeaderSize); err != nil {
 		return 0, err
 	}
 	if h.NormalPages > 0 {
-		w.st.PagesByBlock[w.lastName] += int64(h.NormalPages)
+		w.st.PagesByBlock[name] += int64(h.NormalPages)
 	} else {
 		w.st.Empty++
 	}
@@ -209,24 +208,44 @@ func (w *multifdWalker) header(b []byte) (int, error) {
 	return hlen, nil
 }
 
-// block finds the named block through opts.Block, remembering the last.
-func (w *multifdWalker) block(name []byte) (*Block, error) {
-	if w.opts.Block == nil {
-		return nil, nil
+// knownBlock is a block name a packet carried and, with
+// MultifdOptions.Block, the block of the main channel's list.
+type knownBlock struct {
+	name string
+	blk  *Block
+}
+
+// maxKnownBlocks bounds the names a walk remembers (and counts pages
+// of) when no block list checks them: the names come from the input.
+const maxKnownBlocks = 1024
+
+// otherBlocks counts, in PagesByBlock, the pages of names past
+// maxKnownBlocks.
+const otherBlocks = "(other blocks)"
+
+// block finds the named block through opts.Block, once per name.
+func (w *multifdWalker) block(name []byte) (*knownBlock, error) {
+	if kb := w.known[string(name)]; kb != nil {
+		return kb, nil
 	}
-	if w.lastBlock != nil && w.lastBlock.Name == string(name) {
-		return w.lastBlock, nil
+	kb := &knownBlock{name: string(name)}
+	if w.opts.Block != nil {
+		blk, err := w.opts.Block(kb.name)
+		if err != nil {
+			return nil, err
+		}
+		if blk == nil {
+			return nil, &multifd.Error{Channel: w.ch, Offset: w.off + multifd.HeaderSize - multifd.BlockNameSize,
+				What: "packet header", Msg: fmt.Sprintf("RAM block %q is not in the main channel's MEM_SIZE list", name)}
+		}
+		kb.blk = blk
 	}
-	blk, err := w.opts.Block(string(name))
-	if err != nil {
-		return nil, err
+	if len(w.known) >= maxKnownBlocks {
+		kb.name = otherBlocks
+		return kb, nil
 	}
-	if blk == nil {
-		return nil, &multifd.Error{Channel: w.ch, Offset: w.off + multifd.HeaderSize - multifd.BlockNameSize,
-			What: "packet header", Msg: fmt.Sprintf("RAM block %q is not in the main channel's MEM_SIZE list", name)}
-	}
-	w.lastBlock = blk
-	return blk, nil
+	w.known[kb.name] = kb
+	return kb, nil
 }
 
 // end reports a channel that stops inside its init message or a
