@@ -239,4 +239,3 @@ func TestCopyMultifdChannelAllocs(t *testing.T) {
 		t.Fatalf("%v allocations for 20 packets, %v for 200: the walk allocates per packet", few, many)
 	}
 }
-
