@@ -21,7 +21,7 @@ type RecvOptions struct {
 
 // Receiver reads N channels concurrently, one goroutine each (QEMU's
 // multifd_recv_thread), and copies each page from the channel's File
-// buffer straight to its place in Memory.
+// buffer straight to its place in Memory, under the page's PageMutex.
 //
 // Packets with pages wait for SetMemory, which the caller calls once it
 // knows the blocks (from the main stream's block list). A channel that
@@ -59,6 +59,23 @@ type Receiver struct {
 	err      error
 	wg       sync.WaitGroup
 	closed   bool
+
+	locks [pageStripes]sync.Mutex
+}
+
+// pageStripes is the number of page locks: QEMU 7.2 sends a page twice
+// within one part of the RAM stream, possibly over two channels (seen
+// with 7.2.22: the first page of a packet repeats the last page of the
+// one before, both full packets of the final part), so two channels can
+// write one page at the same time. A lock per stripe of pages
+// serialises those copies; which arrives last wins, as in QEMU.
+const pageStripes = 256
+
+// PageMutex returns the lock the channels hold while they copy the page
+// at offset (in any block) into Memory. A caller writing pages of Memory
+// between two Syncs (the main stream's zero pages) takes it too.
+func (r *Receiver) PageMutex(offset uint64) *sync.Mutex {
+	return &r.locks[(offset/uint64(r.pageSize))%pageStripes]
 }
 
 type recvChan struct {
@@ -279,11 +296,18 @@ func (r *Receiver) serve(c *recvChan) error {
 			}
 		}
 		for _, o := range h.Offsets {
-			at := f.Tell()
-			if n := f.GetBuffer(block[o : o+uint64(ps)]); n != ps {
-				return r.readErr(c, &Error{Channel: c.id, Offset: at + int64(n), What: "packet pages",
-					Msg: fmt.Sprintf("page at 0x%x of block %q cut after %d of %d bytes", o, h.BlockName(), n, ps), Err: f.Err()})
+			// The page is in the File's buffer before its stripe is
+			// locked, so no lock is held across a read of the socket.
+			v := f.PeekBuffer(ps, 0)
+			if len(v) != ps {
+				return r.readErr(c, &Error{Channel: c.id, Offset: f.Tell() + int64(len(v)), What: "packet pages",
+					Msg: fmt.Sprintf("page at 0x%x of block %q cut after %d of %d bytes", o, h.BlockName(), len(v), ps), Err: f.Err()})
 			}
+			m := r.PageMutex(o)
+			m.Lock()
+			copy(block[o:o+uint64(ps)], v)
+			m.Unlock()
+			f.Skip(ps)
 			c.pages++
 		}
 		c.packets++

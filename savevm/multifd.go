@@ -53,6 +53,16 @@ func SendMultifd(main *engine.File, s *multifd.Sender, src *engine.File, opts Op
 				return err
 			}
 			slab.reset()
+			// The destination's channels wait at their sync for the
+			// main stream to reach this EOS: it must not sit in a
+			// buffer (ram_save_iterate flushes after EOS too).
+			if err := w.Write(rec); err != nil {
+				return err
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			continue
 		case KindZeroPage, KindCompressedPage, KindXBZRLEPage:
 			out := *rec
 			out.Word &^= RAMFlagContinue
@@ -171,26 +181,20 @@ func LoadRAM(main *engine.File, recv *multifd.Receiver, opts Options) (multifd.M
 			m := make([]byte, b.Length)
 			mem[b.Name] = m
 			blocks = append(blocks, m)
-		case KindZeroPage:
+		case KindZeroPage, KindPage, KindCompressedPage, KindXBZRLEPage:
 			give()
 			p := blocks[rec.Block.Index][rec.Addr : rec.Addr+ps]
-			for i := range p {
-				p[i] = rec.Fill
-			}
-		case KindPage:
-			give()
-			copy(blocks[rec.Block.Index][rec.Addr:rec.Addr+ps], rec.Data)
-		case KindCompressedPage, KindXBZRLEPage:
-			give()
-			var err error
-			p := blocks[rec.Block.Index][rec.Addr : rec.Addr+ps]
-			if rec.Kind == KindCompressedPage {
-				err = v.inflate(rec.Data, p)
+			if recv != nil {
+				// A channel may write the same page in this part.
+				m := recv.PageMutex(rec.Addr)
+				m.Lock()
+				err = loadPage(&v, rec, p)
+				m.Unlock()
 			} else {
-				err = xbzrleDecode(rec.Data, p)
+				err = loadPage(&v, rec, p)
 			}
 			if err != nil {
-				return nil, errorf(rec.Offset, rec.Kind.String(), "%v", err)
+				return nil, err
 			}
 		case KindEOS:
 			give()
@@ -201,4 +205,25 @@ func LoadRAM(main *engine.File, recv *multifd.Receiver, opts Options) (multifd.M
 			}
 		}
 	}
+}
+
+// loadPage applies a page record of the main stream to p.
+func loadPage(v *rebuilder, rec *Record, p []byte) error {
+	var err error
+	switch rec.Kind {
+	case KindZeroPage:
+		for i := range p {
+			p[i] = rec.Fill
+		}
+	case KindPage:
+		copy(p, rec.Data)
+	case KindCompressedPage:
+		err = v.inflate(rec.Data, p)
+	case KindXBZRLEPage:
+		err = xbzrleDecode(rec.Data, p)
+	}
+	if err != nil {
+		return errorf(rec.Offset, rec.Kind.String(), "%v", err)
+	}
+	return nil
 }

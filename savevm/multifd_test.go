@@ -47,7 +47,11 @@ func TestMultifdSendLoad(t *testing.T) {
 	for _, n := range []int{1, 2, 4} {
 		t.Run(string(rune('0'+n)), func(t *testing.T) {
 			testutil.NoLeaks(t, 32, nil)
-			raw := rawBytes(t, "q35")
+			name := "small"
+			if testutil.Full() {
+				name = "q35"
+			}
+			raw := rawBytes(t, name)
 			_, want, err := savevm.VerifyImages(memRead(t, raw), savevm.Options{})
 			if err != nil {
 				t.Fatal(err)
