@@ -239,3 +239,50 @@ func TestCopyMultifdChannelAllocs(t *testing.T) {
 		t.Fatalf("%v allocations for 20 packets, %v for 200: the walk allocates per packet", few, many)
 	}
 }
+
+// FuzzCopyMultifdChannel feeds mutated channels, read in pieces of a
+// size the input also chooses, to CopyMultifdChannel: no panic, the copy
+// is always a prefix of the input, the whole input when it is accepted,
+// and every error is a *multifd.Error at an offset within the input.
+//
+//	go test ./savevm -run '^$' -fuzz FuzzCopyMultifdChannel -fuzztime 1m
+func FuzzCopyMultifdChannel(f *testing.F) {
+	seed := (&mfdChannel{}).init(2).packet("pc.ram", multifd.FlagSync).packet("pc.ram", 0, 0, 0x3000).
+		packet("pc.bios", 0, 0xf000).packet("pc.ram", multifd.FlagSync)
+	f.Add(seed.b, uint16(0))
+	f.Add(seed.b[:seed.at[2]+100], uint16(1000))
+	f.Add(seed.b[:multifd.InitSize], uint16(7))
+	f.Fuzz(func(t *testing.T, data []byte, piece uint16) {
+		size := int(piece)%4096 + 1
+		if piece == 0 {
+			size = len(data) + 1
+		}
+		src, err := engine.New(&testutil.ChunkReader{Data: data, Chunk: func(int) int { return size }}, "rb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		rec := &testutil.Recorder{}
+		dst, err := engine.New(rec, "wb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := savevm.CopyMultifdChannel(dst, src, savevm.MultifdOptions{Block: testBlocks().Lookup})
+		if cerr := dst.Close(); cerr != nil {
+			t.Fatal(cerr)
+		}
+		if !bytes.HasPrefix(data, rec.Data) {
+			t.Fatalf("the copy (%d bytes) is not a prefix of the input (%d bytes)", len(rec.Data), len(data))
+		}
+		if err == nil {
+			if !bytes.Equal(rec.Data, data) || st.Bytes != int64(len(data)) || st.HeaderBytes+st.PageBytes != st.Bytes {
+				t.Fatalf("accepted: copied %d of %d bytes, stats %+v", len(rec.Data), len(data), st)
+			}
+			return
+		}
+		var me *multifd.Error
+		if !errors.As(err, &me) || me.Offset < 0 || me.Offset > int64(len(data)) {
+			t.Fatalf("error %v (%T): want a *multifd.Error within the input", err, err)
+		}
+	})
+}
