@@ -45,17 +45,20 @@ func mfdChannelBytes(id uint8, pages int) (b []byte, at []int) {
 
 // fakeDestination accepts n connections on l and reads each to its end
 // (then closes it, as a destination QEMU does once it has loaded the
-// stream); it returns them in accept order.
+// stream); it returns them in accept order, once l is closed if fewer
+// came.
 func fakeDestination(l net.Listener, n int) chan [][]byte {
 	done := make(chan [][]byte, 1)
 	go func() {
 		got := make([][]byte, n)
 		finished := make(chan struct{}, n)
+		started := 0
 		for i := range n {
 			c, err := l.Accept()
 			if err != nil {
 				break
 			}
+			started++
 			go func() {
 				defer func() { finished <- struct{}{} }()
 				defer c.Close()
@@ -63,7 +66,7 @@ func fakeDestination(l net.Listener, n int) chan [][]byte {
 				got[i], _ = io.ReadAll(c)
 			}()
 		}
-		for range n {
+		for range started {
 			<-finished
 		}
 		done <- got
@@ -139,51 +142,79 @@ func TestStreamCopyMultifd(t *testing.T) {
 	}
 }
 
-// TestStreamCopyMultifdFault: a malformed packet on one channel stops
-// every channel: qbench names the channel and the byte offset, the
-// destination has that channel up to the packet at fault, and every
-// connection ends, with no goroutine or descriptor left behind.
+// TestStreamCopyMultifdFault: a malformed packet, a channel cut inside
+// a packet, or a connection that is no migration channel stops every
+// channel: qbench names the channel and the byte offset, the destination
+// has that channel up to the fault (a header at fault withheld, pages
+// before a cut passed on), and every connection ends, with no goroutine
+// or descriptor left behind.
 func TestStreamCopyMultifdFault(t *testing.T) {
-	testutil.NoLeaks(t, 64, nil)
-	dir := t.TempDir()
-	srcSock, dstSock := filepath.Join(dir, "src.sock"), filepath.Join(dir, "dst.sock")
-	l, err := net.Listen("unix", dstSock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	dest := fakeDestination(l, 3)
-	done := runAsync("stream", "copy", "--multifd-channels", "2", "unix:"+srcSock, "unix:"+dstSock)
-	waitPath(t, srcSock)
-
-	main := gunzipFile(t, smallGz)
-	ch0, _ := mfdChannelBytes(0, 300)
 	ch1, at := mfdChannelBytes(1, 300)
-	ch1[at[2]] = 0x99 // the magic of the second packet with pages
-	// The main channel never ends: only the failure can stop the copy.
-	for _, b := range [][]byte{main[:len(main)/2], ch0, ch1} {
-		c, err := net.Dial("unix", srcSock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		go c.Write(b)
-	}
-	var r runResult
-	select {
-	case r = <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("qbench did not stop within 60 s of a malformed packet")
-	}
-	want := "multifd: channel 1: packet header at byte " + itoa(at[2]) + ": magic 0x99223344"
-	if r.code != 1 || !strings.Contains(r.stderr, want) {
-		t.Fatalf("exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
-	}
-	got := <-dest
-	for _, b := range got[1:] {
-		if len(b) >= multifd.InitSize && b[24] == 1 && !bytes.Equal(b, ch1[:at[2]]) {
-			t.Fatalf("the destination got %d bytes of channel 1, want the %d before the packet at fault", len(b), at[2])
-		}
+	hdr := multifd.HeaderSize + 8*multifd.DefaultPagesAlloc
+	for _, tc := range []struct {
+		name   string
+		ch1    func() []byte
+		end    bool   // the source ends channel 1 (else it stays open)
+		want   string // in the error
+		copied int    // bytes of channel 1 the destination gets
+	}{
+		{"bad magic", func() []byte {
+			b := append([]byte{}, ch1...)
+			b[at[2]] = 0x99 // the magic of the second packet with pages
+			return b
+		}, false, "multifd: channel 1: packet header at byte " + itoa(at[2]) + ": magic 0x99223344", at[2]},
+		{"cut in the pages", func() []byte { return ch1[:at[2]+hdr+1000] }, true,
+			"multifd: channel 1: packet pages at byte " + itoa(at[2]+hdr+1000) + ": the channel ends 523288 bytes before the end of the packet: unexpected EOF",
+			at[2] + hdr + 1000},
+		{"not a channel", func() []byte { return []byte("GET / HTTP/1.1\r\n\r\n") }, false,
+			"opens with 47 45 54 20: neither a migration stream (QEVM) nor a multifd channel (11 22 33 44)", -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testutil.NoLeaks(t, 64, nil)
+			dir := t.TempDir()
+			srcSock, dstSock := filepath.Join(dir, "src.sock"), filepath.Join(dir, "dst.sock")
+			l, err := net.Listen("unix", dstSock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			dest := fakeDestination(l, 3)
+			done := runAsync("stream", "copy", "--multifd-channels", "2", "unix:"+srcSock, "unix:"+dstSock)
+			waitPath(t, srcSock)
+
+			main := gunzipFile(t, smallGz)
+			ch0, _ := mfdChannelBytes(0, 300)
+			// The main channel never ends: only the failure can stop the copy.
+			for i, b := range [][]byte{main[:len(main)/2], ch0, tc.ch1()} {
+				c, err := net.Dial("unix", srcSock)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				go func() {
+					c.Write(b)
+					if i == 2 && tc.end {
+						c.(*net.UnixConn).CloseWrite()
+					}
+				}()
+			}
+			var r runResult
+			select {
+			case r = <-done:
+			case <-time.After(60 * time.Second):
+				t.Fatal("qbench did not stop within 60 s of the fault")
+			}
+			if r.code != 1 || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, tc.want)
+			}
+			l.Close() // a destination never connected to stops waiting
+			got := <-dest
+			for _, b := range got {
+				if len(b) >= multifd.InitSize && bytes.Equal(b[:4], ch1[:4]) && b[24] == 1 && !bytes.Equal(b, ch1[:tc.copied]) {
+					t.Fatalf("the destination got %d bytes of channel 1, want the first %d", len(b), tc.copied)
+				}
+			}
+		})
 	}
 }
 
