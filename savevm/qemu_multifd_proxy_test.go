@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,23 +32,30 @@ import (
 func TestQEMUMultifdThroughQbench(t *testing.T) {
 	bin := needQEMU(t)
 	qb := qbench(t)
-	counts := []int{2}
-	if testutil.Full() {
-		counts = append(counts, 4)
+	type way struct {
+		n   int
+		net string
 	}
-	for _, n := range counts {
-		t.Run(fmt.Sprintf("%dchannels", n), func(t *testing.T) {
+	ways := []way{{2, "unix"}}
+	if testutil.Full() {
+		ways = append(ways, way{4, "unix"}, way{2, "tcp"})
+	}
+	for _, w := range ways {
+		n := w.n
+		t.Run(fmt.Sprintf("%s%dchannels", w.net, n), func(t *testing.T) {
 			dir := t.TempDir()
 			v := dirtyVariant(t, dir, "multifd", map[string]bool{"multifd": true},
 				map[string]any{"multifd-channels": n, "max-bandwidth": 1 << 30, "downtime-limit": 1})
-			dstSock := filepath.Join(dir, "dst.sock")
+			dstURI, srcURI := "unix:"+filepath.Join(dir, "dst.sock"), "unix:"+filepath.Join(dir, "src.sock")
+			if w.net == "tcp" {
+				dstURI, srcURI = fmt.Sprintf("tcp:127.0.0.1:%d", freePort(t)), fmt.Sprintf("tcp:127.0.0.1:%d", freePort(t))
+			}
 			dstQ := startQEMU(t, bin, dir, v, "load")
-			dstQ.cmdOK("migrate-incoming", map[string]any{"uri": "unix:" + dstSock})
-			waitSocket(t, dstSock)
+			dstQ.cmdOK("migrate-incoming", map[string]any{"uri": dstURI})
+			waitListening(t, dstURI)
 
-			srcSock := filepath.Join(dir, "src.sock")
 			var stderr bytes.Buffer
-			qbCmd := exec.Command(qb, "stream", "copy", "--multifd-channels", fmt.Sprint(n), "unix:"+srcSock, "unix:"+dstSock)
+			qbCmd := exec.Command(qb, "stream", "copy", "--multifd-channels", fmt.Sprint(n), srcURI, dstURI)
 			qbCmd.Stdout, qbCmd.Stderr = &stderr, &stderr
 			if err := qbCmd.Start(); err != nil {
 				t.Fatal(err)
@@ -63,12 +71,12 @@ func TestQEMUMultifdThroughQbench(t *testing.T) {
 					<-exited
 				}
 			})
-			waitSocket(t, srcSock)
+			waitListening(t, srcURI)
 
 			srcQ := startQEMU(t, bin, dir, v, "save")
 			srcQ.cmdOK("cont", nil)
 			srcQ.waitDirty(dir, 2)
-			srcQ.cmdOK("migrate", map[string]any{"uri": "unix:" + srcSock})
+			srcQ.cmdOK("migrate", map[string]any{"uri": srcURI})
 			// A few passes over pages the guest keeps dirtying, then
 			// a downtime long enough to complete (unless QEMU found the
 			// rest small enough to send in 1 ms already).
@@ -135,7 +143,6 @@ func TestQEMUMultifdThroughQbench(t *testing.T) {
 				t.Fatalf("destination %s after the migration, want running", st)
 			}
 			t.Logf("guest: %d passes when the source stopped; the destination runs on", c)
-			os.Remove(srcSock)
 		})
 	}
 }
@@ -285,4 +292,46 @@ func teeRelay(t *testing.T, srcSock, dstSock string, k int, dir string) (paths [
 		}
 	}()
 	return paths, wg.Wait
+}
+
+// freePort returns a TCP port of the loopback address that was free.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitListening waits until something listens at uri (unix:PATH or
+// tcp:127.0.0.1:PORT) without connecting to it: a connection would be
+// taken for a migration channel. A TCP port is looked up among the
+// listening sockets of /proc/net/tcp.
+func waitListening(t *testing.T, uri string) {
+	t.Helper()
+	if path, ok := strings.CutPrefix(uri, "unix:"); ok {
+		waitSocket(t, path)
+		return
+	}
+	_, port, _ := strings.Cut(strings.TrimPrefix(uri, "tcp:"), ":")
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatalf("%s: %v", uri, err)
+	}
+	want := fmt.Sprintf(":%04X ", p)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		b, _ := os.ReadFile("/proc/net/tcp")
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 3 && strings.HasSuffix(f[1]+" ", want) && f[3] == "0A" { // TCP_LISTEN
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens at %s after 30s", uri)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
