@@ -23,8 +23,13 @@ var (
 	flagArena = flag.Bool("qbench.arena", false, "guest RAM from the arena in every case (default: the Go heap, and the guest= variants)")
 	flagHuge  = flag.Bool("qbench.hugepages", false, "with -qbench.arena: transparent huge pages")
 	flagReg   = flag.String("qbench.reg", "", "registered engine buffers in every case: on or off (default: the engine's, and the reg=off variants)")
+	flagRecv  = flag.String("qbench.receiver", "", "reader of the pipe, unix and tcp sinks: process (default) or goroutine")
 )
 
+// Besides time, throughput and allocations, every case reports the
+// process's CPU per GB of stream (usr-s/GB, sys-s/GB, cpu-s/GB); on the
+// pipe, unix and tcp sinks the reader is a child process (the test binary
+// started again, see TestMain), so that is the writer's own CPU.
 func BenchmarkRAM(b *testing.B)         { benchWorkload(b, bench.RAM) }
 func BenchmarkBulk(b *testing.B)        { benchWorkload(b, bench.Bulk) }
 func BenchmarkFields(b *testing.B)      { benchWorkload(b, bench.Fields) }
@@ -65,6 +70,7 @@ func flagConfig(c bench.Config) (bench.Config, error) {
 		}
 		c.Registered = t
 	}
+	c.Receiver = *flagRecv
 	c.ZeroShare = *flagZero
 	c.QueueDepth = *flagDepth
 	c.Dir = *flagDir
@@ -104,9 +110,24 @@ func benchCase(b *testing.B, c bench.Config) {
 	if err := r.Ops(b.N); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := r.Finish(); err != nil {
+	res, err := r.Finish()
+	if err != nil {
 		b.Fatal(err)
 	}
+	reportCPU(b, res)
+}
+
+// reportCPU reports the process's CPU per GB of stream, user, system and
+// both, as fio's usr/sys: on every case whose reader, if any, is not in
+// this process (with a goroutine receiver the figure would include the
+// reader's work, so it is left out).
+func reportCPU(b *testing.B, res bench.Result) {
+	if res.Receiver == bench.ReceiverGoroutine || res.Bytes == 0 {
+		return
+	}
+	b.ReportMetric(res.UserSecPerGB(), "usr-s/GB")
+	b.ReportMetric(res.SysSecPerGB(), "sys-s/GB")
+	b.ReportMetric(res.CPUSecPerGB(), "cpu-s/GB")
 }
 
 var logged sync.Map

@@ -45,6 +45,13 @@ const (
 	// scratch buffer instead of referencing (a slice per 8-byte header
 	// would waste the batch).
 	netbufCopyMax = 256
+	// netbufThroughMin is the smallest put the netbuf peer writes before
+	// returning, as the engine's PutBuffer does from two buffers' worth
+	// on (write-through): a PutBuffer caller may reuse its memory once
+	// the call returns, so a peer that kept such a put referenced and
+	// wrote 64 of them in one writev would skip the work the engine does
+	// (on /dev/null, 64 times fewer system calls per byte).
+	netbufThroughMin = 2 * engine.BufSize
 	// drainBufSize is the read size of the sink readers.
 	drainBufSize = 1 << 20
 	// rawReadChunk is the read size of the raw read ceiling.
@@ -169,6 +176,10 @@ type Config struct {
 	// writes every flush as it is, its last partial TCP segment
 	// included. It names the case (shape=on, shape=off).
 	Shape Toggle
+	// PageCopy is passed to engine.WithPageCopy when set: On copies the
+	// RAM pattern's pages into the File's buffer, Off references them.
+	// It names the case (pagecopy=on, pagecopy=off).
+	PageCopy Toggle
 	// SendBuffer is passed to engine.WithSendBuffer when non-zero (a
 	// negative value passes 0: the Unix socket's buffer left alone). It
 	// names the case (sndbuf=N, or sndbuf=0) for the engine on Unix
@@ -180,6 +191,13 @@ type Config struct {
 	// HugePages asks the guest RAM arena for transparent huge pages
 	// (arena.Config.HugePages); it needs RAMArena.
 	HugePages bool
+	// Receiver is where the reading end of a pipe, unix or tcp sink
+	// runs: ReceiverProcess (the default: a child process, so this
+	// process's CPU time is the writer's alone and the two ends do not
+	// share a Go scheduler) or ReceiverGoroutine. Other sinks have no
+	// reader of ours and ignore it. It names the case (recv=goroutine)
+	// when it is not the default.
+	Receiver string
 	// Timer, when set (a *testing.B), is stopped around untimed work
 	// inside a run.
 	Timer Timer
@@ -303,6 +321,11 @@ func (c Config) Validate() error {
 	} else if c.Impl == ImplDirect256 {
 		return fmt.Errorf("%s is the peer of the odirect sink, not of %q", ImplDirect256, c.Sink)
 	}
+	switch c.Receiver {
+	case "", ReceiverProcess, ReceiverGoroutine:
+	default:
+		return fmt.Errorf("unknown receiver %q (want %s or %s)", c.Receiver, ReceiverProcess, ReceiverGoroutine)
+	}
 	if c.HugePages && !c.RAMArena {
 		return errors.New("huge pages are an option of the guest RAM arena: they need RAMArena (--ram-arena)")
 	}
@@ -315,6 +338,9 @@ func (c Config) Validate() error {
 	if c.Shape > Off {
 		return fmt.Errorf("TCP segment shaping: invalid Toggle %d", c.Shape)
 	}
+	if c.PageCopy > Off {
+		return fmt.Errorf("page copy: invalid Toggle %d", c.PageCopy)
+	}
 	return nil
 }
 
@@ -322,7 +348,8 @@ func (c Config) Validate() error {
 // "Benchmark" prefix: "RAM/sink=null/impl=uring", then the settings that
 // differ from their defaults: "/reg=on" or "/reg=off" when Registered is
 // set on an io_uring implementation of the engine, "/guest=arena" (or
-// "guest=arena-huge") for arena guest RAM. `go test -bench` and qbench
+// "guest=arena-huge") for arena guest RAM, "/recv=goroutine" for a
+// pipe, unix or tcp sink read in this process. `go test -bench` and qbench
 // --benchstat use the same names, so benchstat can pivot on impl, reg
 // and guest (a name without the key is the default: an empty column).
 func (c Config) BenchName() string {
@@ -343,6 +370,9 @@ func (c Config) BenchName() string {
 	if c.Shape != Unset && IsEngine(c.Impl) {
 		name += "/shape=" + c.Shape.String()
 	}
+	if c.PageCopy != Unset && IsEngine(c.Impl) {
+		name += "/pagecopy=" + c.PageCopy.String()
+	}
 	if c.SendBuffer != 0 && IsEngine(c.Impl) {
 		name += fmt.Sprintf("/sndbuf=%d", max(c.SendBuffer, 0))
 	}
@@ -352,7 +382,23 @@ func (c Config) BenchName() string {
 	case c.RAMArena:
 		name += "/guest=arena"
 	}
+	if c.receiver() == ReceiverGoroutine {
+		name += "/recv=goroutine"
+	}
 	return name
+}
+
+// receiver returns where the sink's reader runs: ReceiverProcess or
+// ReceiverGoroutine on the pipe, unix and tcp sinks, "" on the others.
+func (c Config) receiver() string {
+	switch c.Sink {
+	case SinkPipe, SinkUnix, SinkTCP:
+		if c.Receiver == "" {
+			return ReceiverProcess
+		}
+		return c.Receiver
+	}
+	return ""
 }
 
 // usesRing reports whether impl may run on the io_uring backend, where

@@ -24,7 +24,14 @@
 // or bufio.Reader plus encoding/binary) and "netbuf" (batches of 64 slices
 // handed to writev: net.Buffers on sockets, unix.Writev through
 // SyscallConn on other descriptors, where net.Buffers would fall back to
-// one write per slice). "raw" is the ceiling: the exact bytes of the
+// one write per slice). The peers do the work the engine does and no
+// less: a bulk put is PutBuffer, whose caller may reuse the memory once
+// the call returns, so bufio (its large-write path) and netbuf write a
+// put of two engine buffers or more before returning, as the engine
+// writes it through; netbuf does not keep 64 of them referenced for one
+// writev. On /dev/null, which reads nothing, bulk then measures only the
+// cost per put of each writer (GB/s is the put rate times the chunk),
+// and qbench says so under its table. "raw" is the ceiling: the exact bytes of the
 // stream, described by iovecs built before the clock starts, written 64 at
 // a time with bare writev/pwritev (or read with bare pread), with no
 // per-page work at all.
@@ -63,11 +70,30 @@
 //
 // Every implementation of a workload writes the same bytes. A run knows
 // the stream it should have produced and checks it when it ends, outside
-// the timed region: pipe and socket sinks have a reader (a goroutine here,
-// or the remote `qbench sink`) that counts the bytes and computes their
-// CRC-32C as they arrive; file and memory sinks are read back; reads check
-// every header they parse and compare what they loaded. A mismatch is an
-// error, never a number.
+// the timed region: pipe and socket sinks have a reader (a receiver
+// process, a goroutine here, or the remote `qbench sink`) that counts the
+// bytes and computes their CRC-32C as they arrive; file and memory sinks
+// are read back; reads check every header they parse and compare what they
+// loaded. A mismatch is an error, never a number.
+//
+// # Receivers
+//
+// The pipe, unix and tcp sinks are read by default by a receiver process
+// (Config.Receiver, ReceiverProcess): the program itself started again
+// with an environment variable that ReceiverMain, called first in main
+// (and in TestMain of test binaries), recognizes. The child gets the
+// reading end as its standard input, says it is ready, reads to the end,
+// and writes the byte count and CRC-32C on its standard output; the
+// writer compares them with the stream it wrote. In a migration the two
+// ends are two processes, usually on two hosts: a reader on a goroutine of
+// the writing process (ReceiverGoroutine, still available) shares its Go
+// scheduler and, on a machine with two cores, takes CPU from the writer
+// that a real receiver would not, and its CPU time cannot be told apart
+// from the writer's. A receiver that cannot start, is not a receiver,
+// dies, reports a read error, or goes silent ends the run with an error
+// that says so (its exit status and the end of its standard error); it is
+// killed if still running and always reaped, and a writer blocked on a
+// dead receiver's pipe or socket fails with EPIPE or a reset, not a hang.
 //
 // # Timing
 //
@@ -75,8 +101,14 @@
 // read, one chunk for bulk, one section for fields); every op of a case
 // puts the same number of stream bytes on the sink (OpBytes). The timed
 // region runs from the first op to the end of the final flush (for the
-// engine, File.Close, which also waits for writes in flight). File and
-// memory sinks are restarted every Config.Wrap bytes so a long run does
+// engine, File.Close, which also waits for writes in flight). The
+// process's user and system CPU time over the same region
+// (getrusage(RUSAGE_SELF) deltas: every thread, io_uring's workers
+// included, and no child) is Result.UserCPU and SysCPU; per 10^9 stream
+// bytes it is the benchmarks' usr-s/GB, sys-s/GB and cpu-s/GB, fio's
+// usr/sys. With the reader in a receiver process that is the writer's own
+// CPU, what limits a migration on a real network, where loopback GB/s
+// mixes both ends' costs on the same cores. File and memory sinks are restarted every Config.Wrap bytes so a long run does
 // not fill the disk; the restart (truncate, new writer) is not timed and
 // its allocations are not counted.
 //

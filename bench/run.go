@@ -39,8 +39,38 @@ type Result struct {
 	// region (all goroutines, as testing.B counts them).
 	Mallocs    uint64
 	AllocBytes uint64
+	// UserCPU and SysCPU are the user and system CPU time of this
+	// process in the timed region: getrusage(RUSAGE_SELF) deltas, which
+	// count every thread of the process (io_uring's workers included)
+	// and no child. With the sink's reader in a receiver process, or no
+	// reader of ours at all, that is the writer's own cost; with a
+	// goroutine receiver (Receiver "goroutine") it includes the
+	// reader's.
+	UserCPU time.Duration
+	SysCPU  time.Duration
+	// Receiver says where the sink's reading end ran: ReceiverProcess,
+	// ReceiverGoroutine, "remote" (a `qbench sink` at host:port), or ""
+	// for sinks without a reader (files, memory, /dev/null).
+	Receiver string
 	// Checked says how the stream was verified.
 	Checked string
+}
+
+// UserSecPerGB returns the user CPU seconds per 10^9 stream bytes.
+func (r Result) UserSecPerGB() float64 { return perGB(r.UserCPU, r.Bytes) }
+
+// SysSecPerGB returns the system CPU seconds per 10^9 stream bytes.
+func (r Result) SysSecPerGB() float64 { return perGB(r.SysCPU, r.Bytes) }
+
+// CPUSecPerGB returns the user and system CPU seconds per 10^9 stream
+// bytes.
+func (r Result) CPUSecPerGB() float64 { return perGB(r.UserCPU+r.SysCPU, r.Bytes) }
+
+func perGB(d time.Duration, bytes int64) float64 {
+	if bytes <= 0 {
+		return 0
+	}
+	return d.Seconds() / (float64(bytes) / 1e9)
 }
 
 // GBps returns the throughput in 10^9 stream bytes per second.
@@ -104,6 +134,8 @@ type Run struct {
 	elapsed      time.Duration
 	mallocs      uint64
 	allocBytes   uint64
+	userCPU      time.Duration
+	sysCPU       time.Duration
 	mem          runtime.MemStats
 }
 
@@ -258,7 +290,7 @@ func (r *Run) Ops(n int) error {
 		}
 		r.ops++
 		if err != nil {
-			r.e = r.describe(err)
+			r.e = r.failed(err)
 			return r.e
 		}
 	}
@@ -314,6 +346,9 @@ func (r *Run) resume() {
 	runtime.ReadMemStats(&r.mem)
 	r.mallocs -= r.mem.Mallocs
 	r.allocBytes -= r.mem.TotalAlloc
+	u, s := processCPU()
+	r.userCPU -= u
+	r.sysCPU -= s
 	r.running = true
 	r.started = time.Now()
 }
@@ -325,6 +360,9 @@ func (r *Run) pause() {
 	}
 	r.elapsed += time.Since(r.started)
 	r.running = false
+	u, s := processCPU()
+	r.userCPU += u
+	r.sysCPU += s
 	runtime.ReadMemStats(&r.mem)
 	r.mallocs += r.mem.Mallocs
 	r.allocBytes += r.mem.TotalAlloc
@@ -356,7 +394,7 @@ func (r *Run) Finish() (Result, error) {
 		return res, r.e
 	}
 	if err != nil {
-		return res, r.describe(err)
+		return res, r.failed(err)
 	}
 	if r.rd != nil {
 		if err := r.rd.check(r.ops); err != nil {
@@ -385,6 +423,9 @@ func (r *Run) Finish() (Result, error) {
 		return res, r.describe(fmt.Errorf("stream check failed: the sink got %d bytes with crc32c %08x, the stream written is %d bytes with crc32c %08x", got.n, got.crc, wantN, wantCRC))
 	}
 	res.Checked = fmt.Sprintf("crc32c of %d bytes", got.n)
+	if r.ep.recv != nil {
+		res.Checked += " by the receiver process"
+	}
 	if r.restarts > 0 {
 		res.Checked += fmt.Sprintf(" (the last of %d segments)", r.restarts+1)
 	}
@@ -430,6 +471,12 @@ func (r *Run) result() Result {
 			desc = fmt.Sprintf("pipe (%d KiB, grown to %d KiB by the writer)", r.ep.pipeSize>>10, now>>10)
 		}
 	}
+	switch r.ep.receiver {
+	case ReceiverProcess:
+		desc += ", read by a receiver process"
+	case ReceiverGoroutine:
+		desc += ", read by a goroutine"
+	}
 	return Result{
 		Name:       c.BenchName(),
 		Workload:   c.Workload,
@@ -445,13 +492,51 @@ func (r *Run) result() Result {
 		Restarts:   r.restarts,
 		Mallocs:    r.mallocs,
 		AllocBytes: r.allocBytes,
+		UserCPU:    r.userCPU,
+		SysCPU:     r.sysCPU,
+		Receiver:   r.ep.receiver,
 	}
 }
 
 func (r *Run) describe(err error) error { return r.describeWith(r.ep, err) }
 
+// failed describes a failure of the writer. When the sink's receiver
+// process has ended, that is the likely cause (a broken pipe, a reset
+// connection): say how it ended.
+func (r *Run) failed(err error) error {
+	if p := r.ep.recv; p != nil {
+		// The writer sees EPIPE as the child's descriptors close, a
+		// moment before the child is reaped; a child still running a
+		// second later is not the cause.
+		if st, ok := p.exitState(time.Second); ok {
+			err = fmt.Errorf("%w (the receiver process %s)", err, st)
+		}
+	}
+	return r.describe(err)
+}
+
 func (r *Run) describeWith(ep *endpoint, err error) error {
 	return fmt.Errorf("%s %s to %s: %w", r.cfg.Impl, r.cfg.Workload, ep.desc, err)
+}
+
+// Warm-up bounds: a warm-up run is as long as a measured one, up to these.
+const (
+	WarmupDuration = 100 * time.Millisecond
+	WarmupSize     = 64 << 20
+)
+
+// Warmup runs c once, untimed, as Measure(c, d, size) would but no
+// longer than WarmupDuration or WarmupSize, so the first measured run of
+// c does not pay for first use: page faults in guest RAM, the engine's
+// arena and the sink, the receiver's executable coming into the page
+// cache, a cold CPU frequency. The stream is checked as in every run: a
+// case that fails does so here.
+func Warmup(c Config, d time.Duration, size int64) error {
+	if size > 0 {
+		size = min(size, WarmupSize)
+	}
+	_, err := Measure(c, min(d, WarmupDuration), size)
+	return err
 }
 
 // Measure runs a case until d has been timed, or, when size > 0, until

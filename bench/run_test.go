@@ -19,9 +19,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestMain fails the package if a sink reader or server goroutine
-// outlives its run.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain makes the test binary a receiver process when started as one
+// (the pipe, unix and tcp sinks' default reader), and fails the package
+// if a sink reader or server goroutine outlives its run.
+func TestMain(m *testing.M) {
+	ReceiverMain()
+	goleak.VerifyTestMain(m)
+}
 
 // testRAM is the guest RAM of the tests: two ops, so op 2 wraps to the
 // first group again.

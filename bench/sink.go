@@ -50,6 +50,11 @@ type endpoint struct {
 	wrap int64
 	// drain delivers what the reader goroutine of a pipe or socketpair got.
 	drain chan drainResult
+	// recv is the receiver process of a pipe, socketpair or loopback
+	// TCP sink (Config.Receiver ReceiverProcess); receiver names where
+	// the reading end runs, for Result.Receiver.
+	recv     *receiverProc
+	receiver string
 	// reader is the reading end, closed on every path.
 	reader io.Closer
 	// replies: a TCP sink answers with its count and checksum.
@@ -93,6 +98,7 @@ func drainTo(r io.Reader, buf []byte) drainResult {
 // error it closes the reading end, so the writer fails with EPIPE
 // instead of blocking on a full pipe.
 func (e *endpoint) startDrain(r io.ReadCloser) {
+	e.receiver = ReceiverGoroutine
 	e.reader = r
 	e.drain = make(chan drainResult, 1)
 	buf := make([]byte, drainBufSize)
@@ -103,6 +109,27 @@ func (e *endpoint) startDrain(r io.ReadCloser) {
 		}
 		e.drain <- res
 	}()
+}
+
+// startReceiver hands the reading end r of a pipe or socket to a
+// receiver process (and closes it here).
+func (e *endpoint) startReceiver(r *os.File) error {
+	p, err := startReceiver(r)
+	if err != nil {
+		return fmt.Errorf("sink %s: %w", e.desc, err)
+	}
+	e.recv, e.receiver = p, ReceiverProcess
+	return nil
+}
+
+// closeWriter closes the writing end, which ends the stream for the
+// reader.
+func (e *endpoint) closeWriter() {
+	if e.conn != nil {
+		e.conn.Close()
+	} else {
+		e.file.Close()
+	}
 }
 
 // openSink opens the sink of a write case.
@@ -139,10 +166,13 @@ func openSink(c Config) (*endpoint, error) {
 	case SinkODirect:
 		return openODirect(c)
 	case SinkPipe:
-		return openPipe(c.PipeSize)
+		return openPipe(c.PipeSize, c.receiver())
 	case SinkUnix:
-		return openUnix()
+		return openUnix(c.receiver())
 	case SinkTCP:
+		if c.receiver() == ReceiverProcess {
+			return openLocalTCPProcess()
+		}
 		return openLocalTCP()
 	case SinkMemory:
 		return openMemory(memoryWrap(c))
@@ -150,7 +180,12 @@ func openSink(c Config) (*endpoint, error) {
 	if isPath(c.Sink) {
 		return openPath(c)
 	}
-	return dialTCP(c.Sink)
+	e, err := dialTCP(c.Sink)
+	if err != nil {
+		return nil, err
+	}
+	e.receiver = receiverRemote
+	return e, nil
 }
 
 func fileWrap(c Config) int64 {
@@ -279,7 +314,45 @@ func openLocalTCP() (*endpoint, error) {
 		e.close()
 		return nil, errors.New("sink tcp: loopback accept failed")
 	}
-	e.desc = "tcp " + e.desc
+	// The port changes from run to run; the description does not.
+	e.desc = "tcp loopback"
+	e.receiver = ReceiverGoroutine
+	return e, nil
+}
+
+// openLocalTCPProcess connects a loopback TCP socket pair and hands the
+// accepted end to a receiver process.
+func openLocalTCPProcess() (*endpoint, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	// The kernel completes the handshake and queues the connection
+	// before Accept is called.
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), dialTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("sink tcp: %w", err)
+	}
+	e, err := connEndpoint(c, "tcp loopback")
+	if err != nil {
+		return nil, err
+	}
+	ac, err := ln.Accept()
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("sink tcp: loopback accept: %w", err)
+	}
+	f, err := ac.(*net.TCPConn).File() // a duplicate
+	ac.Close()
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	if err := e.startReceiver(f); err != nil {
+		e.close()
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -342,12 +415,11 @@ func (e *endpoint) restart() error {
 func (e *endpoint) collect() (res drainResult, checked bool) {
 	switch {
 	case e.drain != nil:
-		if e.conn != nil {
-			e.conn.Close()
-		} else {
-			e.file.Close()
-		}
+		e.closeWriter()
 		return <-e.drain, true
+	case e.recv != nil:
+		e.closeWriter()
+		return e.recv.result(), true
 	case e.replies:
 		return e.reply(), true
 	case e.mem != nil:
@@ -404,6 +476,9 @@ func (e *endpoint) close() {
 	}
 	if e.reader != nil {
 		e.reader.Close()
+	}
+	if e.recv != nil {
+		e.recv.stop()
 	}
 	if e.remove != "" {
 		os.Remove(e.remove)

@@ -25,8 +25,9 @@ func checkTmpfs(dir string) error {
 	return nil
 }
 
-// openPipe makes a pipe of the given capacity with a draining reader.
-func openPipe(size int) (*endpoint, error) {
+// openPipe makes a pipe of the given capacity with a draining reader: a
+// receiver process or a goroutine.
+func openPipe(size int, receiver string) (*endpoint, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -46,13 +47,20 @@ func openPipe(size int) (*endpoint, error) {
 	}
 	e.pipeSize = got
 	e.desc = fmt.Sprintf("pipe (%d KiB)", got>>10)
+	if receiver == ReceiverProcess {
+		if err := e.startReceiver(r); err != nil {
+			e.close()
+			return nil, err
+		}
+		return e, nil
+	}
 	e.startDrain(r)
 	return e, nil
 }
 
 // openUnix makes a connected pair of Unix stream sockets: the writer's end
-// as a net.Conn, the other drained.
-func openUnix() (*endpoint, error) {
+// as a net.Conn, the other drained by a receiver process or a goroutine.
+func openUnix(receiver string) (*endpoint, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.SyscallError{Syscall: "socketpair", Err: err}
@@ -69,6 +77,13 @@ func openUnix() (*endpoint, error) {
 	if err != nil {
 		r.Close()
 		return nil, err
+	}
+	if receiver == ReceiverProcess {
+		if err := e.startReceiver(r); err != nil {
+			e.close()
+			return nil, err
+		}
+		return e, nil
 	}
 	e.startDrain(r)
 	return e, nil

@@ -13,31 +13,39 @@ import (
 
 // SoakSample is one interval of a soak run.
 type SoakSample struct {
-	At    time.Duration // since the start of the run
-	Bytes int64         // stream bytes in the interval
-	GBps  float64       // 10^9 stream bytes per second in the interval
-	RSS   int64         // resident memory at the end of the interval, bytes
-	FDs   int           // open descriptors at the end of the interval
+	At    time.Duration `json:"at_ns"` // since the start of the run
+	Bytes int64         `json:"bytes"` // stream bytes in the interval
+	GBps  float64       `json:"gbps"`  // 10^9 stream bytes per second in the interval
+	RSS   int64         `json:"rss"`   // resident memory at the end of the interval, bytes
+	FDs   int           `json:"fds"`   // open descriptors at the end of the interval
 }
 
 // SoakReport sums up a soak run. The first interval is the warm-up:
 // buffers, arenas and caches are allocated there, so the baselines for
 // RSS and descriptors are taken at its end.
+//
+// The durations say what they include: Sampled is the soak proper (the
+// intervals, back to back, each sampled at its end), Finished the flush,
+// close and check of the stream after the last interval, and Elapsed
+// both, from the first put to the stream checked. Setting up the sink
+// and the guest RAM comes before and is in none of them.
 type SoakReport struct {
-	Backend  string
-	Samples  []SoakSample
-	Bytes    int64
-	Elapsed  time.Duration
-	MinGBps  float64 // over the intervals after the warm-up
-	MedGBps  float64
-	MaxGBps  float64
-	RSSBase  int64 // after the warm-up
-	RSSEnd   int64
-	RSSMax   int64
-	FDsBase  int // after the warm-up
-	FDsEnd   int
-	Checked  string // what was verified of the stream
-	Warnings []string
+	Backend  string        `json:"backend"`
+	Samples  []SoakSample  `json:"samples"`
+	Bytes    int64         `json:"bytes"`
+	Sampled  time.Duration `json:"sampled_ns"`
+	Finished time.Duration `json:"finished_ns"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
+	MinGBps  float64       `json:"min_gbps"` // over the intervals after the warm-up
+	MedGBps  float64       `json:"median_gbps"`
+	MaxGBps  float64       `json:"max_gbps"`
+	RSSBase  int64         `json:"rss_base"` // after the warm-up
+	RSSEnd   int64         `json:"rss_end"`
+	RSSMax   int64         `json:"rss_max"`
+	FDsBase  int           `json:"fds_base"` // after the warm-up
+	FDsEnd   int           `json:"fds_end"`
+	Checked  string        `json:"checked"` // what was verified of the stream
+	Warnings []string      `json:"warnings,omitempty"`
 }
 
 // RSSGrowth is the resident memory gained after the warm-up.
@@ -79,12 +87,14 @@ func Soak(c Config, d, interval time.Duration, each func(SoakSample)) (SoakRepor
 			each(s)
 		}
 	}
+	rep.Sampled = time.Since(start)
 	res, err := r.Finish()
 	if err != nil {
 		return rep, err
 	}
 	rep.Checked = res.Checked
 	rep.Bytes, rep.Elapsed = r.Bytes(), time.Since(start)
+	rep.Finished = rep.Elapsed - rep.Sampled
 	warm, steady := rep.Samples[0], rep.Samples[1:]
 	rep.RSSBase, rep.FDsBase = warm.RSS, warm.FDs
 	last := steady[len(steady)-1]

@@ -79,6 +79,9 @@ func engineOptions(c Config) []engine.Option {
 	if c.Shape != Unset {
 		opts = append(opts, engine.WithTCPSegmentShaping(c.Shape == On))
 	}
+	if c.PageCopy != Unset {
+		opts = append(opts, engine.WithPageCopy(c.PageCopy == On))
+	}
 	if c.SendBuffer != 0 {
 		opts = append(opts, engine.WithSendBuffer(max(c.SendBuffer, 0)))
 	}
@@ -261,7 +264,9 @@ func (w *bufioWriter) backend() string { return fmt.Sprintf("bufio.Writer %d KiB
 
 // netbufWriter is the second peer: writev in batches of 64 slices. Pages
 // and large buffers are referenced; headers and small puts are copied
-// into a scratch buffer, adjacent ones sharing a slice. On sockets it
+// into a scratch buffer, adjacent ones sharing a slice. A bulk put of
+// netbufThroughMin or more is written before the put returns, as the
+// engine's PutBuffer writes it through. On sockets it
 // hands the batch to net.Buffers.WriteTo (writev inside the net poller);
 // on other descriptors, where net.Buffers would issue one write per
 // slice, it calls unix.Writev through SyscallConn.
@@ -367,8 +372,15 @@ func (w *netbufWriter) ram(i int) {
 	}
 }
 
+// bulk is PutBuffer: the caller may reuse the chunk once the put
+// returns, so a large one is written at once, with the batch before it
+// (the engine's write-through), not kept referenced.
 func (w *netbufWriter) bulk(i int) {
-	w.putRef(w.s.bulk.spans[i%w.s.bulk.groups][0])
+	p := w.s.bulk.spans[i%w.s.bulk.groups][0]
+	w.putRef(p)
+	if len(p) >= netbufThroughMin {
+		w.flush()
+	}
 }
 
 func (w *netbufWriter) fields(i int) {

@@ -261,6 +261,35 @@ func NewOSFile(file *os.File, mode string, opts ...Option) (*File, error) {
 	return openFD(fd, file, writable, c)
 }
 
+// pageCopyChoice decides whether a writing File copies PutBufferAsync
+// spans into its buffer: as WithPageCopy says, or by default on a pipe
+// that is not written with vmsplice (docs/performance.md, "Stream
+// sinks": the kernel's copy from cache-cold caller memory into a pipe
+// costs more than a copy into the File's warm buffer and the kernel's
+// copy out of it).
+func pageCopyChoice(fc fdCommon, c config, writable, vmsplice bool) bool {
+	switch {
+	case !writable || vmsplice || fc.align != 0:
+		return false
+	case c.pageCopy == pageCopyOn:
+		return true
+	case c.pageCopy == pageCopyOff:
+		return false
+	}
+	return fc.kind == kindPipe
+}
+
+// withPageCopy adds page copying to a BackendInfo.Tuning text.
+func withPageCopy(tuning string, on bool) string {
+	if !on {
+		return tuning
+	}
+	if tuning != "" {
+		tuning += "; "
+	}
+	return tuning + "spans under 64 KiB copied into the buffer"
+}
+
 // openFD picks the backend for a descriptor and makes the File.
 func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 	fc, err := newFDCommon(fd, file, c.keepOpen)
@@ -287,7 +316,8 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 				b.closeRing()
 				return nil, err
 			}
-			f.info = BackendInfo{Kind: Uring, Requested: c.kind, Reason: reason, Tuning: tuning}
+			f.copyPages = pageCopyChoice(fc, c, writable, false)
+			f.info = BackendInfo{Kind: Uring, Requested: c.kind, Reason: reason, Tuning: withPageCopy(tuning, f.copyPages)}
 			f.info.ZeroCopy = b.zc
 			_, f.info.VmspliceReason = vmspliceChoice(&fc, c, Uring, writable)
 			if c.zeroCopy && b.zcErr != nil {
@@ -329,7 +359,8 @@ func openFD(fd int, file *os.File, writable bool, c config) (*File, error) {
 		fb.poll.close()
 		return nil, err
 	}
-	f.info = BackendInfo{Kind: Syscall, Requested: c.kind, Reason: reason, ZeroCopyReason: zcReason, Vmsplice: vs, VmspliceReason: vsReason, Tuning: tuning}
+	f.copyPages = pageCopyChoice(fc, c, writable, vs)
+	f.info = BackendInfo{Kind: Syscall, Requested: c.kind, Reason: reason, ZeroCopyReason: zcReason, Vmsplice: vs, VmspliceReason: vsReason, Tuning: withPageCopy(tuning, f.copyPages)}
 	f.align = fc.align
 	return f, nil
 }

@@ -281,7 +281,7 @@ func TestConformanceRead(t *testing.T) {
 
 // isPipeMode names the pipe sinks beyond the default pipe.
 func isPipeMode(name string) bool {
-	return name == "pipe-vmsplice" || name == "pipe-blocking" || name == "fifo-vmsplice"
+	return name == "pipe-vmsplice" || name == "pipe-blocking" || name == "fifo-vmsplice" || name == "pipe-refs"
 }
 
 // checkBackend fails the test when a descriptor File does not use the

@@ -70,8 +70,11 @@ type File struct {
 	hooks    RAMHooks
 	writable bool
 	closed   bool
-	err      error
-	info     BackendInfo
+	// copyPages makes PutBufferAsync copy spans shorter than
+	// writeThroughMin into the buffer (WithPageCopy).
+	copyPages bool
+	err       error
+	info      BackendInfo
 
 	// buf is the 32 KiB buffer of either direction. Writing, it is the
 	// current slot's buffer and bufIndex is where the next put lands

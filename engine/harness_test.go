@@ -49,7 +49,7 @@ func drain(t *testing.T, r io.ReadCloser) func() []byte {
 // allocating nothing while it runs (AllocsPerRun counts every
 // goroutine's allocations); the returned func waits for it and returns
 // the byte count.
-func discard(t *testing.T, r io.ReadCloser) func() int64 {
+func discard(t testing.TB, r io.ReadCloser) func() int64 {
 	done := make(chan int64, 1)
 	buf := make([]byte, 256<<10)
 	go func() {
@@ -84,7 +84,9 @@ func socketPairB(t testing.TB) (*os.File, *os.File) {
 	return os.NewFile(uintptr(fds[0]), "sock0"), os.NewFile(uintptr(fds[1]), "sock1")
 }
 
-func tcpPair(t *testing.T) (*os.File, *os.File) {
+func tcpPair(t *testing.T) (*os.File, *os.File) { return tcpPairB(t) }
+
+func tcpPairB(t testing.TB) (*os.File, *os.File) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -113,7 +115,7 @@ func tcpPair(t *testing.T) (*os.File, *os.File) {
 // pollable returns a non-blocking *os.File on a duplicate of c's
 // descriptor (TCPConn.File returns a blocking one), so a test that gives
 // up can close it and wake a goroutine blocked on it.
-func pollable(t *testing.T, c net.Conn) *os.File {
+func pollable(t testing.TB, c net.Conn) *os.File {
 	t.Helper()
 	rc, err := c.(*net.TCPConn).SyscallConn()
 	if err != nil {
@@ -131,7 +133,7 @@ func pollable(t *testing.T, c net.Conn) *os.File {
 }
 
 // mustFile returns a func that fails the test on a constructor error.
-func mustFile(t *testing.T) func(*engine.File, error) *engine.File {
+func mustFile(t testing.TB) func(*engine.File, error) *engine.File {
 	return func(f *engine.File, err error) *engine.File {
 		t.Helper()
 		if err != nil {
@@ -177,7 +179,15 @@ func writeSinks(k engine.Kind) []writeSink {
 			return mustFile(t)(engine.NewOSFile(w, "wb", opt)), drain(t, r)
 		}},
 		// The pipe above is written with writev (vmsplice is off
-		// unless asked for); these are the other pipe modes.
+		// unless asked for) and copies its async puts' spans into the
+		// buffer; these are the other pipe modes.
+		{"pipe-refs", func(t *testing.T) (*engine.File, func() []byte) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return mustFile(t)(engine.NewOSFile(w, "wb", opt, engine.WithPageCopy(false))), drain(t, r)
+		}},
 		{"pipe-vmsplice", func(t *testing.T) (*engine.File, func() []byte) {
 			r, w, err := os.Pipe()
 			if err != nil {

@@ -69,7 +69,18 @@ type config struct {
 	drainTimeout time.Duration
 	noShape      bool
 	sndBuf       int
+	// pageCopy is WithPageCopy's setting: toggleAuto unless given.
+	pageCopy pageCopyMode
 }
+
+// pageCopyMode is WithPageCopy's setting.
+type pageCopyMode uint8
+
+const (
+	pageCopyAuto pageCopyMode = iota
+	pageCopyOn
+	pageCopyOff
+)
 
 // KeepOpen makes Close leave the descriptor open: the File borrows it.
 func KeepOpen() Option { return func(c *config) { c.keepOpen = true } }
@@ -119,6 +130,24 @@ const DefaultUnixSendBuffer = 4 << 20
 // (autotuning, which a fixed SO_SNDBUF would turn off) and are left
 // alone. BackendInfo.Tuning says what the socket got.
 func WithSendBuffer(bytes int) Option { return func(c *config) { c.sndBuf = bytes } }
+
+// WithPageCopy turns on or off the copying of PutBufferAsync spans
+// shorter than 64 KiB into the File's buffer. By default a File copies
+// them on a pipe it writes with writev (not with vmsplice) and references
+// them everywhere else: into a pipe the kernel's copy straight from
+// caller memory that is no longer in the cache measured slower, in time
+// and in CPU, than a copy into the File's cache-warm buffer followed by
+// the kernel's copy out of it (docs/performance.md, "Stream sinks"). A
+// copied span may change as soon as the call returns. BackendInfo.Tuning
+// says when spans are copied.
+func WithPageCopy(on bool) Option {
+	return func(c *config) {
+		c.pageCopy = pageCopyOff
+		if on {
+			c.pageCopy = pageCopyOn
+		}
+	}
+}
 
 // WithBackend chooses the backend (default Auto).
 func WithBackend(k Kind) Option { return func(c *config) { c.kind = k } }

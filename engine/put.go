@@ -116,11 +116,14 @@ func (f *File) PutBuffer(p []byte) {
 // io_uring, a flush the File makes on its own (64 iovecs queued, or a
 // full buffer) only starts the write, and the kernel reads p until that
 // slot's completion, which Flush and Close wait for. Over a backend
-// without vectored writes it copies, as PutBuffer does.
+// without vectored writes it copies, as PutBuffer does, and so it does
+// for spans under 64 KiB where copying measured faster (a pipe written
+// with writev; WithPageCopy).
 func (f *File) PutBufferAsync(p []byte) {
-	if (f.vw == nil && f.async == nil) || f.align != 0 {
+	if (f.vw == nil && f.async == nil) || f.align != 0 || (f.copyPages && len(p) < writeThroughMin) {
 		// No vectored writes, or O_DIRECT, which takes only aligned
-		// memory: copy.
+		// memory, or a sink where copying measured faster
+		// (WithPageCopy): copy.
 		f.PutBuffer(p)
 		return
 	}

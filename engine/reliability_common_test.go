@@ -434,3 +434,8 @@ func isErrnoOrEOF(errno unix.Errno) func(error) bool {
 		return errors.Is(err, errno) || errors.Is(err, io.ErrUnexpectedEOF)
 	}
 }
+
+// quickMatrix reports whether the fault matrices run their reduced form:
+// by default and under -short. QFILE_TEST_FULL=1 (as .ci/run sets it)
+// runs them in full.
+func quickMatrix() bool { return testing.Short() || !testutil.Full() }

@@ -49,7 +49,7 @@ func TestReliabilityWriteFaultEveryOp(t *testing.T) {
 	noLeaks(t)
 	budget := 256 << 10
 	sinks := relSinks()
-	if testing.Short() {
+	if quickMatrix() {
 		budget, sinks = 64<<10, sinks[:3]
 	}
 	s := genScript(21, budget, 6<<10)
@@ -151,7 +151,7 @@ func TestReliabilityShortWritesEverySize(t *testing.T) {
 	noLeaks(t)
 	sizes := shortSizes(300, 2*engine.BufSize+1)
 	sinks := relSinks()[:3]
-	if testing.Short() {
+	if quickMatrix() {
 		sizes = shortSizes(64, engine.BufSize+1)
 	}
 	var total tally
@@ -234,7 +234,7 @@ func shortScript(size int) *script {
 func TestReliabilityShortReadsEverySize(t *testing.T) {
 	noLeaks(t)
 	sizes := shortSizes(300, engine.BufSize)
-	if testing.Short() {
+	if quickMatrix() {
 		sizes = shortSizes(64, engine.BufSize)
 	}
 	var total tally
@@ -280,7 +280,7 @@ func TestReliabilityShortReadsEverySize(t *testing.T) {
 func TestReliabilityReadFaultEveryOp(t *testing.T) {
 	noLeaks(t)
 	budget := 160 << 10
-	if testing.Short() {
+	if quickMatrix() {
 		budget = 48 << 10
 	}
 	s := genScript(22, budget, 20<<10)
@@ -379,7 +379,7 @@ func TestReliabilityReadEndsAtEveryOffset(t *testing.T) {
 	noLeaks(t)
 	var c tally
 	small := genScript(23, 2500, 200)
-	if testing.Short() {
+	if quickMatrix() {
 		small = genScript(23, 800, 100)
 	}
 	cheap := cheapSources()
@@ -399,7 +399,7 @@ func TestReliabilityReadEndsAtEveryOffset(t *testing.T) {
 	}
 
 	large := genScript(24, 150<<10, 40<<10)
-	cuts := cutOffsets(large, testing.Short())
+	cuts := cutOffsets(large, quickMatrix())
 	for _, l := range cuts {
 		for _, src := range cheap {
 			for _, fail := range []bool{false, true} {
@@ -416,7 +416,7 @@ func TestReliabilityReadEndsAtEveryOffset(t *testing.T) {
 	for _, k := range relBackends(t) {
 		for _, src := range relSources() {
 			for j, l := range cuts {
-				if testing.Short() && j%4 != 0 {
+				if quickMatrix() && j%4 != 0 {
 					continue
 				}
 				f, done := src.open(t, dir, k, large.want[:l])

@@ -109,7 +109,7 @@ func TestReliabilityTwoHosts(t *testing.T) {
 		t.Skip("iproute2 is not installed (apt-get install -y iproute2)")
 	}
 	total := int64(1 << 30)
-	if testing.Short() {
+	if quickMatrix() {
 		total = 64 << 20
 	}
 	if v := os.Getenv(soakBytesEnv); v != "" {

@@ -22,17 +22,19 @@ import (
 // flushes are 64 iovecs, a little over two size goals on loopback, so
 // every flush left a tail of a few hundred bytes that went out as a
 // segment of its own: a third of the segments, and of the per-segment
-// work of both ends, for 0.3% of the bytes (docs/performance.md, "TCP:
-// whole segments"). So on a TCP socket a flush the File makes on its own
+// work of both ends, for 0.3% of the bytes (docs/performance.md, "Stream
+// sinks"). So on a TCP socket a flush the File makes on its own
 // holds back a tail shorter than tcpTailMax that would end the send
 // inside a segment: it copies the tail aside and sends it first in the
 // next flush. Flush and Close send what is held back (push), so bytes a
 // caller flushed are never held.
 //
-// TCP_CORK would merge the tails in the kernel, but a corked sender only
-// sends whole segments: with a window smaller than one 64 KiB loopback
-// segment it stalls until the persist timer fires, which a new loopback
-// connection hits (measured, docs/performance.md).
+// TCP_CORK merges the tails in the kernel just as well (measured,
+// docs/performance.md, "Stream sinks": the same segments per MB,
+// throughput within noise), but it is socket state: it costs two
+// setsockopt calls per Flush, and a File that borrows a descriptor would
+// leave the caller's own later writes corked (held up to 200 ms) if it
+// ever failed to pull the cork. Shaping keeps it all inside the File.
 
 // tcpTailMax is the longest tail a flush holds back: copying it costs
 // less than the segment it saves, and a longer one is sent as is.

@@ -387,3 +387,63 @@ func TestLargePutBufferWrittenFromCallerMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestPipePageCopy checks where PutBufferAsync copies: on a pipe written
+// with writev the span is copied into the buffer at once (a change made
+// after the put does not reach the stream, and BackendInfo.Tuning says
+// so), with WithPageCopy(false) it is referenced until the flush (the
+// change reaches the stream), and on a Unix socket it is referenced by
+// default and copied with WithPageCopy(true).
+func TestPipePageCopy(t *testing.T) {
+	pipe := func(t *testing.T) (*os.File, *os.File) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w, r
+	}
+	for _, c := range []struct {
+		name   string
+		pair   func(*testing.T) (*os.File, *os.File)
+		opts   []engine.Option
+		copied bool
+	}{
+		{"pipe", pipe, nil, true},
+		{"pipe/WithPageCopy(false)", pipe, []engine.Option{engine.WithPageCopy(false)}, false},
+		{"unix", socketPair, nil, false},
+		{"unix/WithPageCopy(true)", socketPair, []engine.Option{engine.WithPageCopy(true)}, true},
+	} {
+		for _, k := range []engine.Kind{engine.Syscall, engine.Uring} {
+			t.Run(fmt.Sprintf("%s/%v", c.name, k), func(t *testing.T) {
+				if k == engine.Uring && !uringOK() {
+					t.Skip("io_uring unavailable")
+				}
+				w, r := c.pair(t)
+				got := drain(t, r)
+				f := mustFile(t)(engine.NewOSFile(w, "wb", append([]engine.Option{engine.WithBackend(k)}, c.opts...)...))
+				checkBackend(t, f, k)
+				if tuned := strings.Contains(f.BackendInfo().Tuning, "copied into the buffer"); tuned != c.copied {
+					t.Errorf("BackendInfo.Tuning %q, want the page copy said: %v", f.BackendInfo().Tuning, c.copied)
+				}
+				page := bytes.Repeat([]byte{'a'}, 4096)
+				f.PutBE64(1)
+				f.PutBufferAsync(page)
+				page[0] = 'b' // allowed only once Flush returns; tells a copy from a reference
+				if err := f.Close(); err != nil {
+					t.Fatal(err)
+				}
+				b := got()
+				if len(b) != 8+4096 {
+					t.Fatalf("stream of %d bytes, want %d", len(b), 8+4096)
+				}
+				want := byte('a')
+				if !c.copied {
+					want = 'b'
+				}
+				if b[8] != want {
+					t.Errorf("first page byte %q, want %q (copied: %v)", b[8], want, c.copied)
+				}
+			})
+		}
+	}
+}

@@ -69,6 +69,11 @@
 //	r.Sync()                                               // at each EOS of the main stream
 //	r.Wait()                                               // the channels end at a packet boundary
 //
+// ChannelReader reads one channel's init message and packets from a File
+// (Next: header and offsets, validated; Page: a view of each page), for
+// a proxy or a statistic; each of a Receiver's goroutines runs one.
+// IsChannel tells a channel from the main stream by its first word.
+//
 // A Sender fills a packet per block with up to PagesAlloc pages and hands
 // it to the first channel with room in its queue (round the ring, as
 // QEMU's multifd_send_pages); Sync sends the partial packet and a sync

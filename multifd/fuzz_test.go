@@ -1,7 +1,13 @@
 package multifd
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"testing"
+
+	"github.com/qfile/qfile/engine"
+	"github.com/qfile/qfile/sizedbuf"
 )
 
 // FuzzPacket feeds arbitrary bytes to the packet parser: it must return
@@ -37,6 +43,62 @@ func FuzzPacket(f *testing.F) {
 		again := h.Encode(nil)
 		if len(again) != h.Len() {
 			t.Fatalf("re-encoded %d bytes, header is %d", len(again), h.Len())
+		}
+	})
+}
+
+// FuzzChannel reads arbitrary bytes as one channel with a
+// ChannelReader, copying each page to its offset in a block between
+// guard pages, as a Receiver's goroutine does: it must end with an error
+// or io.EOF, never panic, and never write outside the block. (The
+// Receiver's goroutines make coverage vary from run to run, which
+// starves the fuzzer; its concurrency has unit tests.)
+func FuzzChannel(f *testing.F) {
+	h := PacketHeader{Flags: FlagSync, PagesAlloc: 2, NormalPages: 1, NextPacketSize: DefaultPageSize, Offsets: []uint64{DefaultPageSize}}
+	h.SetBlockName("b")
+	seed := (&InitMsg{}).Encode(nil)
+	seed = append(h.Encode(seed), make([]byte, DefaultPageSize)...)
+	f.Add(seed)
+	f.Add(seed[:len(seed)-1])
+	f.Add(append(seed, seed[InitSize:]...))
+	const blockLen = 4 * DefaultPageSize
+	backing := bytes.Repeat([]byte{0xee}, blockLen+2*DefaultPageSize)
+	block := backing[DefaultPageSize : DefaultPageSize+blockLen : DefaultPageSize+blockLen]
+	blocks := func(name []byte) (uint64, bool) { return blockLen, string(name) == "b" }
+	f.Fuzz(func(t *testing.T, b []byte) {
+		buf, err := sizedbuf.New(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		file, err := engine.NewMemory("r", buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer file.Close()
+		r := NewChannelReader(file, 0, 0)
+		if _, err := r.ReadInit(); err != nil {
+			return
+		}
+		for {
+			h, err := r.Next(blocks)
+			if err != nil {
+				if err != io.EOF && !errors.As(err, new(*Error)) {
+					t.Fatalf("error %v is not an *Error", err)
+				}
+				break
+			}
+			for _, o := range h.Offsets {
+				p, err := r.Page()
+				if err != nil {
+					break
+				}
+				copy(block[o:o+DefaultPageSize], p)
+			}
+		}
+		for i := range DefaultPageSize {
+			if backing[i] != 0xee || backing[DefaultPageSize+blockLen+i] != 0xee {
+				t.Fatalf("byte %d outside the block written", i)
+			}
 		}
 	})
 }

@@ -79,7 +79,10 @@ func (r *Receiver) PageMutex(offset uint64) *sync.Mutex {
 }
 
 type recvChan struct {
-	idx     int // index in the caller's list, until the init message names it
+	r       *Receiver
+	block   []byte // the block of the packet being read
+	stopped bool   // lookup saw the Receiver stop
+	idx     int    // index in the caller's list, until the init message names it
 	id      int
 	f       *engine.File
 	synced  chan struct{}
@@ -109,7 +112,7 @@ func NewReceiver(files []*engine.File, opt RecvOptions) *Receiver {
 		quit:     make(chan struct{}),
 	}
 	for i, f := range files {
-		c := &recvChan{idx: i, id: i, f: f,
+		c := &recvChan{r: r, idx: i, id: i, f: f,
 			synced: make(chan struct{}, 1), release: make(chan struct{}, 1), ended: make(chan struct{})}
 		r.chans = append(r.chans, c)
 	}
@@ -243,71 +246,38 @@ func (r *Receiver) run(c *recvChan) {
 }
 
 func (r *Receiver) serve(c *recvChan) error {
-	f := c.f
-	b := f.PeekBuffer(InitSize, 0)
-	m, err := DecodeInit(b, c.idx, f.Tell())
+	cr := NewChannelReader(c.f, c.idx, r.pageSize)
+	m, err := cr.ReadInit()
 	if err != nil {
-		return r.readErr(c, err)
+		return err
 	}
-	f.Skip(InitSize)
 	if err := r.register(c, m); err != nil {
 		return err
 	}
-	h := &c.hdr
-	ps := r.pageSize
+	ps := uint64(r.pageSize)
+	lookup := c.lookup // one method value, not one per packet
 	for {
-		start := f.Tell()
-		b := f.PeekBuffer(HeaderSize, 0)
-		if len(b) == 0 && isEOF(f.Err()) {
+		h, err := cr.Next(lookup)
+		if err == io.EOF {
 			return nil // the channel ended at a packet boundary
 		}
-		if err := h.DecodeFixed(b, ps, c.id, start); err != nil {
-			return r.readErr(c, err)
+		if c.stopped {
+			return engine.ErrShutdown
 		}
-		f.Skip(HeaderSize)
-		var block []byte
-		if h.NormalPages > 0 {
-			select {
-			case <-r.memReady:
-			case <-r.quit:
-				return engine.ErrShutdown
-			}
-			var ok bool
-			block, ok = r.mem[string(h.BlockName())]
-			if !ok {
-				return errorf(c.id, start+HeaderSize-BlockNameSize, "packet header", "unknown RAM block %q", h.BlockName())
-			}
-		}
-		// The offsets, read one by one: pages_alloc may exceed what
-		// one peek can see.
-		h.Offsets = h.Offsets[:0]
-		for i := range int(h.PagesAlloc) {
-			o := f.GetBE64()
-			if i < int(h.NormalPages) {
-				h.Offsets = append(h.Offsets, o)
-			}
-		}
-		if err := f.Err(); err != nil {
-			return r.readErr(c, &Error{Channel: c.id, Offset: f.Tell(), What: "packet offsets", Err: err})
-		}
-		for i, o := range h.Offsets {
-			if err := checkOffset(o, ps, uint64(len(block)), h, c.id, start+HeaderSize+int64(8*i)); err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
 		for _, o := range h.Offsets {
 			// The page is in the File's buffer before its stripe is
 			// locked, so no lock is held across a read of the socket.
-			v := f.PeekBuffer(ps, 0)
-			if len(v) != ps {
-				return r.readErr(c, &Error{Channel: c.id, Offset: f.Tell() + int64(len(v)), What: "packet pages",
-					Msg: fmt.Sprintf("page at 0x%x of block %q cut after %d of %d bytes", o, h.BlockName(), len(v), ps), Err: f.Err()})
+			v, err := cr.Page()
+			if err != nil {
+				return err
 			}
 			m := r.PageMutex(o)
 			m.Lock()
-			copy(block[o:o+uint64(ps)], v)
+			copy(c.block[o:o+ps], v)
 			m.Unlock()
-			f.Skip(ps)
 			c.pages++
 		}
 		c.packets++
@@ -321,6 +291,20 @@ func (r *Receiver) serve(c *recvChan) error {
 			}
 		}
 	}
+}
+
+// lookup is the channel's BlockLens: it waits for SetMemory, then finds
+// the block and keeps it for the packet's pages.
+func (c *recvChan) lookup(name []byte) (uint64, bool) {
+	select {
+	case <-c.r.memReady:
+	case <-c.r.quit:
+		c.stopped = true
+		return 0, false
+	}
+	b, ok := c.r.mem[string(name)]
+	c.block = b
+	return uint64(len(b)), ok
 }
 
 // register checks an init message against the others: an id below the
@@ -344,18 +328,6 @@ func (r *Receiver) register(c *recvChan, m InitMsg) error {
 	c.id = int(m.ID)
 	r.count++
 	return nil
-}
-
-// readErr prefers the File's error when reading failed: a short view
-// from PeekBuffer means the stream ended or failed.
-func (r *Receiver) readErr(c *recvChan, err error) error {
-	var e *Error
-	if errors.As(err, &e) && e.Err == io.ErrUnexpectedEOF {
-		if ferr := c.f.Err(); ferr != nil && !isEOF(ferr) {
-			e.Err = ferr
-		}
-	}
-	return err
 }
 
 // isEOF reports whether err is the end of the stream.

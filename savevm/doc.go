@@ -104,6 +104,16 @@
 // in 1 MiB chunks allocated when a page in them is first non-zero, up to
 // Options.MaxVerifyRAM of blocks.
 //
+// # Multifd
+//
+// SendMultifd sends a stream as a multifd migration (package multifd):
+// raw pages to a multifd.Sender's channels, the rest to the main File,
+// a Sync before each RAM EOS and the main File flushed after it, as a
+// QEMU 7.2 source with the multifd capability does. LoadRAM reads a main
+// stream as a destination and returns the RAM it carries, with a
+// multifd.Receiver writing the channels' pages and synced at each EOS.
+// docs/multifd.md has the format and the lifetimes.
+//
 // # Concurrency
 //
 // A Reader, a Writer and the operations use their Files from the calling

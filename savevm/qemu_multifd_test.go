@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,7 +45,7 @@ func withMultifd(v variant, n int) variant {
 // its descriptor) and closes the connection.
 func socketFile(t *testing.T, c net.Conn, mode string) *engine.File {
 	t.Helper()
-	osf, err := c.(*net.UnixConn).File()
+	osf, err := c.(interface{ File() (*os.File, error) }).File()
 	c.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +98,7 @@ func compareRAM(t *testing.T, q *qemu, dir string, v variant, ram []byte, what s
 	return n
 }
 
-// multifdCase is a source for the end-to-end multifd tests: "running"
+// multifdCases are the sources for the end-to-end multifd tests: "running"
 // is the dirtying guest (qemu_guest_test.go), migrated while it runs for
 // several dirty syncs, so that pages go again in later parts of the RAM
 // stream; "busy" is a paused machine with a 32 MiB blob, in full runs.
@@ -105,6 +107,27 @@ func multifdCases() []string {
 		return []string{"running", "busy"}
 	}
 	return []string{"running"}
+}
+
+// multifdTransports are the sockets the channels use: Unix by default,
+// TCP on the loopback too in full runs.
+func multifdTransports() []string {
+	if testutil.Full() {
+		return []string{"unix", "tcp"}
+	}
+	return []string{"unix"}
+}
+
+// freeTCP returns a loopback address with a port free a moment ago.
+func freeTCP(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
 
 func multifdVariant(t *testing.T, dir, name string) variant {
@@ -154,15 +177,17 @@ func migrateRunning(t *testing.T, src *qemu, dir string, v variant, uri string) 
 func TestQEMUMultifdFromSender(t *testing.T) {
 	bin := needQEMU(t)
 	for _, name := range multifdCases() {
-		for _, n := range multifdChannels() {
-			t.Run(fmt.Sprintf("%s/%dch", name, n), func(t *testing.T) {
-				testFromSender(t, bin, name, n)
-			})
+		for _, tr := range multifdTransports() {
+			for _, n := range multifdChannels() {
+				t.Run(fmt.Sprintf("%s/%s/%dch", name, tr, n), func(t *testing.T) {
+					testFromSender(t, bin, name, tr, n)
+				})
+			}
 		}
 	}
 }
 
-func testFromSender(t *testing.T, bin, name string, n int) {
+func testFromSender(t *testing.T, bin, name, tr string, n int) {
 	dir := t.TempDir()
 	v := multifdVariant(t, dir, name)
 	orig := filepath.Join(dir, name+".mig")
@@ -178,14 +203,21 @@ func testFromSender(t *testing.T, bin, name string, n int) {
 	}
 
 	vd := withMultifd(v, n)
-	sock := filepath.Join(dir, "dst.sock")
+	addr := filepath.Join(dir, "dst.sock")
+	if tr == "tcp" {
+		addr = freeTCP(t)
+	}
 	dst := startQEMU(t, bin, dir, vd, "load")
-	dst.cmdOK("migrate-incoming", map[string]any{"uri": "unix:" + sock})
-	waitSocket(t, sock)
+	dst.cmdOK("migrate-incoming", map[string]any{"uri": tr + ":" + addr})
+	// migrate-incoming listens before it returns; a probe connection
+	// would be taken for the main channel.
+	if tr == "unix" {
+		waitSocket(t, addr)
+	}
 	// QEMU 7.2 takes its first connection for the main channel.
 	var files []*engine.File
 	for range n + 1 {
-		c, err := net.Dial("unix", sock)
+		c, err := net.Dial(tr, addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,19 +267,24 @@ func testFromSender(t *testing.T, bin, name string, n int) {
 func TestQEMUMultifdToReceiver(t *testing.T) {
 	bin := needQEMU(t)
 	for _, name := range multifdCases() {
-		for _, n := range multifdChannels() {
-			t.Run(fmt.Sprintf("%s/%dch", name, n), func(t *testing.T) {
-				testToReceiver(t, bin, name, n)
-			})
+		for _, tr := range multifdTransports() {
+			for _, n := range multifdChannels() {
+				t.Run(fmt.Sprintf("%s/%s/%dch", name, tr, n), func(t *testing.T) {
+					testToReceiver(t, bin, name, tr, n)
+				})
+			}
 		}
 	}
 }
 
-func testToReceiver(t *testing.T, bin, name string, n int) {
+func testToReceiver(t *testing.T, bin, name, tr string, n int) {
 	dir := t.TempDir()
 	v := withMultifd(multifdVariant(t, dir, name), n)
-	sock := filepath.Join(dir, "qfile.sock")
-	ln, err := net.Listen("unix", sock)
+	addr := filepath.Join(dir, "qfile.sock")
+	if tr == "tcp" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen(tr, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,10 +297,25 @@ func testToReceiver(t *testing.T, bin, name string, n int) {
 		err   error
 	}
 	done := make(chan result, 1)
+	// However the test ends, the goroutine is stopped before the Files
+	// close: Shutdown wakes it wherever it waits.
+	var mu sync.Mutex
+	var opened []*engine.File
+	exited := make(chan struct{})
+	defer func() {
+		ln.Close()
+		mu.Lock()
+		for _, f := range opened {
+			f.Shutdown()
+		}
+		mu.Unlock()
+		<-exited
+	}()
 	go func() {
+		defer close(exited)
 		var main *engine.File
 		var chans []*engine.File
-		ln.(*net.UnixListener).SetDeadline(time.Now().Add(60 * time.Second))
+		ln.(interface{ SetDeadline(time.Time) error }).SetDeadline(time.Now().Add(60 * time.Second))
 		for range n + 1 {
 			c, err := ln.Accept()
 			if err != nil {
@@ -271,6 +323,9 @@ func testToReceiver(t *testing.T, bin, name string, n int) {
 				return
 			}
 			f := socketFile(t, c, "rb")
+			mu.Lock()
+			opened = append(opened, f)
+			mu.Unlock()
 			isChan, err := multifd.IsChannel(f)
 			switch {
 			case err != nil:
@@ -299,12 +354,11 @@ func testToReceiver(t *testing.T, bin, name string, n int) {
 		err = recv.Wait()
 		done <- result{mem: mem, stats: recv.Stats(), err: err}
 	}()
-	migrateRunning(t, src, dir, v, "unix:"+sock)
+	migrateRunning(t, src, dir, v, tr+":"+ln.Addr().String())
 	var res result
 	select {
 	case res = <-done:
 	case <-time.After(2 * time.Minute):
-		// Unblock the goroutine: its Files close at cleanup.
 		t.Fatalf("qfile's destination did not finish in 2 minutes; QEMU said: %s", src.output())
 	}
 	if res.err != nil {

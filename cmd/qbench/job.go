@@ -56,7 +56,15 @@ func median(v []float64) float64 {
 
 // runRounds runs every series once per round, in order, count rounds:
 // A B C A B C ..., so drift (heat, other load) spreads over all of them.
+// A short untimed warm-up of each series comes first, so the first round
+// is not an outlier.
 func runRounds(all []*series, o *options, pr *progress) error {
+	for _, s := range all {
+		pr.describe(s.label + " (warm-up)")
+		if err := bench.Warmup(s.cfg, o.duration, int64(o.size)); err != nil {
+			return err
+		}
+	}
 	for round := 0; round < o.count; round++ {
 		for _, s := range all {
 			pr.describe(s.label)
@@ -74,62 +82,51 @@ func runRounds(all []*series, o *options, pr *progress) error {
 // benchMain is the main job: every implementation of --backend on one
 // workload and sink.
 func benchMain(args []string, stdout, stderr io.Writer) int {
-	var o options
-	fs := newFlagSet("qbench", &o)
-	if done, code := parseFlags(fs, args, &o, stdout, stderr); done {
+	cmd := mainCommand()
+	o := cmd.opts.(*options)
+	if _, done, code := cmd.parse(args, stdout, stderr); done {
 		return code
-	}
-	if fs.NArg() > 0 {
-		return usageError(stderr, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	var all []*series
 	for _, impl := range o.impls() {
 		c := o.config(impl)
 		if err := c.Validate(); err != nil {
-			return usageError(stderr, err)
+			return cmd.usageError(stderr, err)
 		}
 		all = append(all, &series{label: impl, cfg: c})
 	}
 	if len(all) == 0 {
-		return usageError(stderr, fmt.Errorf("--backend %q names no implementation", o.backend))
+		return cmd.usageError(stderr, fmt.Errorf("--backend %q names no implementation", o.backend))
 	}
-	return measureAndReport(all, &o, false, stdout, stderr)
+	return measureAndReport(all, o, false, stdout, stderr)
 }
 
 // compareMain runs the configurations given as arguments interleaved
 // and prints each one's median ratio to the first.
 func compareMain(args []string, stdout, stderr io.Writer) int {
-	var o options
-	fs := newFlagSet("qbench compare", &o)
-	// Flags may stand before or among the CONFIGs.
-	var configs []string
-	for {
-		if done, code := parseFlags(fs, args, &o, stdout, stderr); done {
-			return code
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		configs = append(configs, fs.Arg(0))
-		args = fs.Args()[1:]
+	cmd := compareCommand()
+	o := cmd.opts.(*options)
+	configs, done, code := cmd.parse(args, stdout, stderr)
+	if done {
+		return code
 	}
 	if len(configs) < 2 {
-		return usageError(stderr, fmt.Errorf("compare needs at least two configurations, got %d", len(configs)))
+		return cmd.usageError(stderr, fmt.Errorf("compare needs at least two configurations, got %d", len(configs)))
 	}
 	var all []*series
 	for _, spec := range configs {
-		c, err := compareConfig(o, spec)
+		c, err := compareConfig(o.runOptions, spec)
 		if err != nil {
-			return usageError(stderr, fmt.Errorf("configuration %q: %w", spec, err))
+			return cmd.usageError(stderr, fmt.Errorf("configuration %q: %w", spec, err))
 		}
 		all = append(all, &series{label: spec, cfg: c})
 	}
-	return measureAndReport(all, &o, true, stdout, stderr)
+	return measureAndReport(all, o, true, stdout, stderr)
 }
 
 // compareConfig applies a CONFIG to the flags' options: an
 // implementation name, or key=value pairs joined by commas.
-func compareConfig(o options, spec string) (bench.Config, error) {
+func compareConfig(o runOptions, spec string) (bench.Config, error) {
 	if !strings.Contains(spec, "=") {
 		o.backend = spec
 	} else {
@@ -142,6 +139,9 @@ func compareConfig(o options, spec string) (bench.Config, error) {
 				return bench.Config{}, err
 			}
 		}
+	}
+	if err := o.check(); err != nil {
+		return bench.Config{}, err
 	}
 	impls := o.impls()
 	if len(impls) != 1 {

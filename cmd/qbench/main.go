@@ -5,11 +5,14 @@
 // pattern through the engine (io_uring and syscall backends), the peers
 // (bufio, net.Buffers-style writev) and the bare writev ceiling, to
 // /dev/null, and prints GB/s, the ratios, the backend really used and the
-// machine. See usage below, and docs/profiling.md for --cpuprofile,
-// --memprofile and --trace.
+// machine. Every command has its own --help (command.go: one options
+// struct per command, which registers and validates its flags). See
+// docs/profiling.md for --cpuprofile, --memprofile and --trace.
 //
 // The measurements are package bench's; this command has flags and
-// printing only.
+// printing only. The pipe, unix and tcp sinks are read by qbench itself,
+// started again as a child process that bench.ReceiverMain turns into
+// the sink's receiver, so the CPU figures are the writer's alone.
 package main
 
 import (
@@ -19,67 +22,64 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+
+	"github.com/qfile/qfile/bench"
 )
 
-const usage = `qbench measures qfile on QEMU's migration byte patterns against plain Go.
+// mainCommand is the main job: every implementation on one workload and
+// sink. Its help is qbench's help.
+func mainCommand() *command {
+	return &command{
+		name:     "qbench",
+		synopsis: "[flags]\n       qbench COMMAND [flags] ... (COMMAND --help for its own)",
+		about: `qbench measures qfile on QEMU's migration byte patterns against plain Go.
+With no arguments it runs the main job: the RAM pattern to /dev/null
+through the engine (io_uring and syscall backends), the peers (bufio,
+net.Buffers-style writev) and the bare writev ceiling (raw), 3
+interleaved runs of 250ms each, and prints GB/s, the ratios, the backend
+really used and the machine, with a note under the table for each
+result that needs one. The table (or --json, --benchstat) is on stdout;
+progress and errors are on stderr.
 
-Usage:
-  qbench [flags]                    run the cases (default: RAM pattern to /dev/null,
-                                    every implementation, 3 interleaved runs of 250ms)
-  qbench compare [flags] CONFIG...  run configurations interleaved (A B A B ...) and
-                                    print median ratios to the first
-  qbench sink --listen ADDR         the receiving end of --sink HOST:PORT on another host
-  qbench soak [flags]               one implementation (default uring) for --duration
-                                    (default 1m; hours on demand), sampling GB/s, RSS and
-                                    descriptors every --interval (5s); fails on an error,
-                                    RSS grown past --rss-slack (32MiB) or descriptors leaked
-  qbench stream ...                 read, copy or verify a real migration stream
-                                    (qbench stream --help)
-  qbench multifd ...                a migration over 1, 2, 4 multifd channels against
-                                    one stream (qbench multifd --help)
-  qbench version                    print the version
+Commands:
+  compare   run configurations interleaved (A B A B ...), ratios to the first
+  soak      one implementation for a long time: throughput, RSS, descriptors
+  sink      the receiving end of --sink HOST:PORT on another host
+  stream    read, copy or verify a real migration stream (stat, copy, verify)
+  multifd   a migration over 1, 2, 4 multifd channels against one stream
+  version   print the version`,
+		more: `Exit status: 0 success, 1 a run failed (sink unreachable, disk full, a stream
+that did not check out), 2 bad usage.`,
+		opts: new(options),
+	}
+}
 
-Flags:
-  --workload W    ram, bulk, fields, read or readinplace (default ram)
-  --sink S        null, shm, file, pipe, unix, tcp, memory, odirect, a PATH, or
-                  HOST:PORT of a 'qbench sink' (default null)
-  --backend LIST  implementations, comma-separated (default all that apply):
-                  uring, syscall, auto, qfile (the engine); bufio, netbuf (the peers;
-                  on odirect: direct256, sync 256 KiB O_DIRECT pwrites);
-                  raw (bare writev with prebuilt iovecs: the ceiling)
-  --depth N       io_uring queue depth (default: the engine's)
-  --duration D    timed length of each run (default 250ms)
-  --size N        stream bytes per run instead of --duration (e.g. 1GiB)
-  --count N       runs of each configuration, interleaved (default 3)
-  --ram N         guest RAM (default 64MiB); --zero F share of zero pages (default 0.1)
-  --chunk N       bulk put size (default 1MiB); --seed N pattern seed (default 1)
-  --pipe-size N   pipe capacity (default 1MiB); --dir DIR file sink directory
-  --wrap N        restart file and memory sinks every N bytes
-  --registered=B  register the engine's buffers with the ring: true or false
-                  (default: the engine's, true)
-  --shape=B       the engine's whole TCP segments: true (its default) or
-                  false (each flush written as it is)
-  --sndbuf N      send buffer the engine asks for on a Unix socket (default
-                  the engine's, 4MiB; 0 leaves the socket's alone)
-  --ram-arena     guest RAM from an off-heap arena instead of the Go heap;
-                  --hugepages with transparent huge pages
-  --json          print JSON; --benchstat print Go benchmark lines for benchstat
-  --plot FILE     draw GB/s per configuration to FILE.svg or FILE.png
-  --cpuprofile F, --memprofile F, --trace F   profiles (docs/profiling.md)
-
-CONFIG (compare): an implementation name, or key=value pairs joined by commas
-with keys impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg and
-vmsplice and shape (on or off), sndbuf, ram-arena, hugepages (true or false), e.g.
+// compareCommand runs configurations interleaved.
+func compareCommand() *command {
+	return &command{
+		name:     "qbench compare",
+		synopsis: "[flags] CONFIG CONFIG...",
+		about: `compare runs two or more configurations interleaved (A B A B ...), so
+drift on a shared machine spreads over all of them, and prints each
+one's median GB/s and its median ratio to the first (A), paired round
+by round. The flags set what every CONFIG starts from.`,
+		more: `CONFIG: an implementation name, or key=value pairs joined by commas with
+keys impl, sink, workload, depth, zero, ram, chunk, pipe-size, reg,
+vmsplice, shape and pagecopy (on or off), sndbuf, ram-arena, hugepages
+(true or false), receiver (process or goroutine), e.g.
   qbench compare --sink pipe uring syscall bufio
   qbench compare impl=uring,depth=1 impl=uring,depth=8
   qbench compare --sink odirect impl=uring,reg=on impl=uring,reg=off direct256
-  qbench compare --sink pipe impl=syscall,vmsplice=on impl=syscall,vmsplice=off bufio
-
-Exit status: 0 success, 1 a run failed (sink unreachable, disk full, a stream
-that did not check out), 2 bad usage.
-`
+  qbench compare --sink pipe impl=syscall,vmsplice=on impl=syscall,vmsplice=off bufio`,
+		opts:     new(options),
+		operands: -1,
+	}
+}
 
 func main() {
+	// Started as the reading end of a pipe, unix or tcp sink: serve
+	// that and exit.
+	bench.ReceiverMain()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -92,17 +92,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return compareMain(rest, stdout, stderr)
 		case "sink":
 			return sinkMain(rest, stdout, stderr)
-		case "multifd":
-			return multifdMain(rest, stdout, stderr)
 		case "soak":
 			return soakMain(rest, stdout, stderr)
 		case "stream":
 			return streamMain(rest, stdout, stderr)
+		case "multifd":
+			return multifdMain(rest, stdout, stderr)
 		case "version":
 			fmt.Fprintln(stdout, versionLine())
 			return 0
 		case "help":
-			fmt.Fprint(stdout, usage)
+			// qbench help [COMMAND...]: the command's own help.
+			if len(rest) > 0 && rest[0] != "help" {
+				return run(append(rest, "--help"), stdout, stderr)
+			}
+			mainCommand().help(stdout)
 			return 0
 		default:
 			return usageError(stderr, fmt.Errorf("unknown command %q", cmd))

@@ -5,8 +5,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
-	"image/png"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -41,7 +41,8 @@ func TestDefaultRun(t *testing.T) {
 	if errs != "" {
 		t.Errorf("stderr not empty (no terminal, no progress bar): %q", errs)
 	}
-	for _, want := range []string{"RAM pattern", "/dev/null", "GOMAXPROCS", "Linux", "vs best peer", "buffers: engine 32 KiB"} {
+	for _, want := range []string{"RAM pattern", "/dev/null", "GOMAXPROCS", "Linux", "vs best peer", "buffers: engine 32 KiB",
+		"~: the runs of the row", "note: one run per configuration", "note: RAM to /dev/null"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -138,7 +139,7 @@ func TestBadUsage(t *testing.T) {
 		if code != 2 || out != "" {
 			t.Errorf("%q: exit %d, stdout %q; want 2 and nothing", a, code, out)
 		}
-		if strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "qbench: ") {
+		if strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "qbench") {
 			t.Errorf("%q: stderr %q, want one line", a, errs)
 		}
 	}
@@ -200,11 +201,9 @@ func TestCompareBenchstatNames(t *testing.T) {
 
 func TestPlot(t *testing.T) {
 	dir := t.TempDir()
-	svg, pngFile := filepath.Join(dir, "a.svg"), filepath.Join(dir, "a.png")
-	for _, f := range []string{svg, pngFile} {
-		if code, _, errs := qbench(t, args("--backend", "syscall,bufio", "--plot", f)...); code != 0 {
-			t.Fatalf("exit %d: %s", code, errs)
-		}
+	svg := filepath.Join(dir, "a.svg")
+	if code, _, errs := qbench(t, args("--backend", "syscall,bufio", "--count", "2", "--plot", svg)...); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
 	}
 	b, err := os.ReadFile(svg)
 	if err != nil {
@@ -216,17 +215,27 @@ func TestPlot(t *testing.T) {
 	if err := xml.Unmarshal(b, &root); err != nil || root.XMLName.Local != "svg" || !bytes.Contains(b, []byte("bufio")) {
 		t.Errorf("SVG: root %q, err %v", root.XMLName.Local, err)
 	}
-	f, err := os.Open(pngFile)
-	if err != nil {
-		t.Fatal(err)
+	// One bar per series, in the engine's and the peers' colours, a
+	// labelled axis and a legend.
+	for _, want := range []string{
+		`fill="` + colourEngine + `"><title>syscall: median `,
+		`fill="` + colourPeer + `"><title>bufio: median `,
+		"GB/s (10^9 stream bytes per second)", "whisker: min–max of 2 runs", "peer (plain Go)",
+	} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("SVG lacks %q", want)
+		}
 	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
+	if n := bytes.Count(b, []byte("<title>")); n != 2 {
+		t.Errorf("%d bars, want 2", n)
 	}
-	if r := img.Bounds(); r.Dx() < 200 || r.Dy() < 100 {
-		t.Errorf("PNG of %v", r)
+}
+
+func TestNiceStep(t *testing.T) {
+	for _, tc := range []struct{ max, want float64 }{{60, 20}, {7.3, 2}, {0.9, 0.2}, {2552, 1000}, {10, 2}, {0, 1}} {
+		if got := niceStep(tc.max, plotTicks); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("niceStep(%g) = %g, want %g", tc.max, got, tc.want)
+		}
 	}
 }
 
@@ -242,9 +251,9 @@ func TestProfiles(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	// A profile that cannot be written is a clear error before any run.
+	// A profile that cannot be written is a usage error before any run.
 	code, _, errs = qbench(t, args("--cpuprofile", filepath.Join(dir, "no", "such", "dir"))...)
-	if code != 1 || !strings.Contains(errs, "--cpuprofile") {
+	if code != 2 || !strings.Contains(errs, "--cpuprofile") {
 		t.Errorf("exit %d, stderr %q", code, errs)
 	}
 }
@@ -256,7 +265,8 @@ func TestRemoteSink(t *testing.T) {
 	done := make(chan int, 1)
 	var errs bytes.Buffer
 	go func() {
-		done <- run([]string{"sink", "--listen", "127.0.0.1:0", "--conns", "2"}, pw, &errs)
+		// Two implementations, each a warm-up and one run.
+		done <- run([]string{"sink", "--listen", "127.0.0.1:0", "--conns", "4"}, pw, &errs)
 		pw.Close()
 	}()
 	sc := bufio.NewScanner(pr)
@@ -288,9 +298,9 @@ func TestRemoteSink(t *testing.T) {
 			t.Errorf("sink exit %d: %s", c, errs.String())
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("sink did not stop after 2 connections")
+		t.Fatal("sink did not stop after 4 connections")
 	}
-	if lines := <-logged; len(lines) != 2 || !strings.Contains(lines[0], "bytes, crc32c") {
+	if lines := <-logged; len(lines) != 4 || !strings.Contains(lines[0], "bytes, crc32c") {
 		t.Errorf("sink log %q", lines)
 	}
 }
@@ -302,7 +312,7 @@ func TestVersionAndHelp(t *testing.T) {
 	}
 	for _, a := range []string{"--help", "-h", "help"} {
 		code, out, errs := qbench(t, a)
-		if code != 0 || !strings.Contains(out, "Usage:") || !strings.Contains(out, "qbench compare") || errs != "" {
+		if code != 0 || !strings.HasPrefix(out, "Usage: qbench [flags]") || !strings.Contains(out, "\n  compare ") || errs != "" {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q", a, code, out, errs)
 		}
 	}
@@ -323,10 +333,10 @@ func TestSettingFlags(t *testing.T) {
 		{[]string{"--registered=false", "--ram-arena"}, bench.Off, true, false},
 		{[]string{"--ram-arena", "--hugepages"}, bench.Unset, true, true},
 	} {
-		var o options
-		fs := newFlagSet("qbench", &o)
+		cmd := mainCommand()
+		o := cmd.opts.(*options)
 		var out, errb bytes.Buffer
-		if done, code := parseFlags(fs, tc.args, &o, &out, &errb); done {
+		if _, done, code := cmd.parse(tc.args, &out, &errb); done {
 			t.Fatalf("%q: exit %d: %s", tc.args, code, errb.String())
 		}
 		c := o.config(bench.ImplUring)
@@ -337,8 +347,11 @@ func TestSettingFlags(t *testing.T) {
 			t.Errorf("%q: %v", tc.args, err)
 		}
 	}
-	var o options
-	newFlagSet("qbench compare", &o)
+	cmd := compareCommand()
+	if _, done, code := cmd.parse(nil, io.Discard, io.Discard); done {
+		t.Fatalf("compare defaults: exit %d", code)
+	}
+	o := cmd.opts.(*options).runOptions
 	c, err := compareConfig(o, "impl=uring,reg=off,ram-arena=true,hugepages=true")
 	if err != nil || c.Registered != bench.Off || !c.RAMArena || !c.HugePages || c.BenchName() != "RAM/sink=null/impl=uring/reg=off/guest=arena-huge" {
 		t.Errorf("compare config %+v (%q), %v", c, c.BenchName(), err)

@@ -16,71 +16,86 @@ import (
 	"github.com/qfile/qfile/bench"
 )
 
-const multifdUsage = `usage: qbench multifd [--transports LIST] [--channels LIST] [--ram SIZE]
-                      [--passes N] [--count N] [--json]
+// multifdOptions are the flags of qbench multifd.
+type multifdOptions struct {
+	transports string
+	channels   string
+	ram        string
+	passes     int
+	count      int
+	json       bool
+	serve      string // the receiving process's address
 
-Sends the ram workload's guest RAM as a QEMU 7.2 multifd migration (zero
-pages on the main channel, the others in packets over N channels, a sync
-after each pass) and as one ram stream (qfile's engine, and bufio: the best
-peer), to a receiver in another process that counts every byte. Reports, per
-transport and case, the median GB/s and the sender's CPU seconds per GB
-(getrusage of qbench itself), side by side in one run (the cases take turns
-in each of --count rounds, after one untimed run of each).
+	counts []int // channels, parsed
+	size   int64 // ram, parsed
+}
 
-  --transports LIST  unix, tcp, netns (default unix,tcp, and netns as root
-                     with ip(8)): netns is TCP over a veth pair between two
-                     network namespaces qbench makes and deletes
-  --channels LIST    multifd channel counts (default 1,2,4)
-  --ram SIZE         guest RAM (default 64M); --passes N over it per run
-                     (default 16: 1 GiB)
-  --count N          rounds (default 5)
-  --json             print every run as JSON
-`
+func (o *multifdOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.transports, "transports", "", "comma-separated `LIST` of unix, tcp, netns (default unix,tcp,\nand netns as root with ip(8))")
+	fs.StringVar(&o.channels, "channels", "1,2,4", "multifd channel counts, comma-separated `LIST`")
+	fs.StringVar(&o.ram, "ram", "64MiB", "guest RAM `SIZE`")
+	fs.IntVar(&o.passes, "passes", 16, "passes over the guest RAM per run (`N`)")
+	fs.IntVar(&o.count, "count", 5, "rounds: runs of each case, interleaved (`N`)")
+	fs.BoolVar(&o.json, "json", false, "print every run as JSON")
+	fs.StringVar(&o.serve, "serve", "", "be the receiving process on `ADDR` (unix:PATH or tcp:HOST:PORT); qbench starts it")
+}
+
+func (o *multifdOptions) validate(flagsGiven) error {
+	if o.serve != "" {
+		return nil
+	}
+	n, err := bench.ParseSize(o.ram)
+	if err != nil {
+		return fmt.Errorf("--ram: %w", err)
+	}
+	o.size = n
+	for _, s := range strings.Split(o.channels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 255 {
+			return fmt.Errorf("--channels: %q is not a channel count from 1 to 255", s)
+		}
+		o.counts = append(o.counts, n)
+	}
+	if o.count < 1 || o.passes < 1 {
+		return errors.New("--count and --passes: want 1 or more")
+	}
+	return nil
+}
+
+func multifdCommand() *command {
+	return &command{
+		name:     "qbench multifd",
+		synopsis: "[flags]",
+		about: `multifd sends the ram workload's guest RAM as a QEMU 7.2 multifd
+migration (zero pages on the main channel, the others in packets over N
+channels, a sync after each pass) and as one ram stream (qfile's engine,
+and bufio: the best peer), to a receiver in another process that counts
+every byte. It reports, per transport and case, the median GB/s and the
+CPU seconds per GB of the sender (qbench itself, getrusage) and of the
+receiver, side by side in one run: the cases take turns in each of
+--count rounds, after one untimed run of each. netns is TCP over a veth
+pair between two network namespaces qbench makes and deletes.`,
+		more: "Measurements and what they predict: docs/performance.md, \"multifd\".",
+		opts: new(multifdOptions),
+	}
+}
 
 // multifdMain is "qbench multifd".
 func multifdMain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("qbench multifd", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	transports := fs.String("transports", "", "")
-	channels := fs.String("channels", "1,2,4", "")
-	ram := fs.String("ram", "64M", "")
-	passes := fs.Int("passes", 16, "")
-	count := fs.Int("count", 5, "")
-	asJSON := fs.Bool("json", false, "")
-	serve := fs.String("serve", "", "") // the receiving process
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, multifdUsage)
-			return 0
-		}
-		return multifdUsageError(stderr, err.Error())
+	cmd := multifdCommand()
+	o := cmd.opts.(*multifdOptions)
+	if _, done, code := cmd.parse(args, stdout, stderr); done {
+		return code
 	}
-	if *serve != "" {
-		if err := bench.ServeMultifd(*serve, stdout); err != nil {
+	if o.serve != "" {
+		if err := bench.ServeMultifd(o.serve, stdout); err != nil {
 			return failure(stderr, err)
 		}
 		return 0
 	}
-	if fs.NArg() > 0 {
-		return multifdUsageError(stderr, fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
-	}
-	size, err := bench.ParseSize(*ram)
-	if err != nil {
-		return multifdUsageError(stderr, "--ram: "+err.Error())
-	}
-	var counts []int
-	for _, s := range strings.Split(*channels, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 255 {
-			return multifdUsageError(stderr, fmt.Sprintf("--channels: %q is not a channel count from 1 to 255", s))
-		}
-		counts = append(counts, n)
-	}
-	if *count < 1 || *passes < 1 {
-		return multifdUsageError(stderr, "--count and --passes: want 1 or more")
-	}
+	size, counts, count, passes := o.size, o.counts, &o.count, &o.passes
 	var ts []string
-	if *transports == "" {
+	if o.transports == "" {
 		ts = []string{bench.MultifdUnix, bench.MultifdTCP}
 		if _, err := exec.LookPath("ip"); err == nil && os.Geteuid() == 0 {
 			ts = append(ts, bench.MultifdNetns)
@@ -88,7 +103,7 @@ func multifdMain(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "qbench multifd: netns left out: it needs root and ip(8)")
 		}
 	} else {
-		ts = strings.Split(*transports, ",")
+		ts = strings.Split(o.transports, ",")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -132,7 +147,7 @@ func multifdMain(args []string, stdout, stderr io.Writer) int {
 	if tty {
 		fmt.Fprintln(stderr)
 	}
-	if *asJSON {
+	if o.json {
 		return exitJSON(stdout, stderr, runs)
 	}
 	printMultifd(stdout, cases, runs, size, *passes, *count)
@@ -140,11 +155,6 @@ func multifdMain(args []string, stdout, stderr io.Writer) int {
 		return failure(stderr, err)
 	}
 	return 0
-}
-
-func multifdUsageError(stderr io.Writer, msg string) int {
-	fmt.Fprintf(stderr, "qbench multifd: %s (qbench multifd --help)\n", msg)
-	return 2
 }
 
 func exitJSON(stdout, stderr io.Writer, v any) int {

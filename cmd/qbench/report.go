@@ -42,6 +42,55 @@ func newReport(all []*series, o *options, compare bool) *report {
 	return r
 }
 
+// usrPerGB, sysPerGB and cpuPerGB are the medians over the runs of the
+// process's CPU seconds per 10^9 stream bytes.
+func (s *series) usrPerGB() float64 { return s.medianOf(bench.Result.UserSecPerGB) }
+func (s *series) sysPerGB() float64 { return s.medianOf(bench.Result.SysSecPerGB) }
+func (s *series) cpuPerGB() float64 { return s.medianOf(bench.Result.CPUSecPerGB) }
+
+func (s *series) medianOf(f func(bench.Result) float64) float64 {
+	v := make([]float64, len(s.runs))
+	for i, r := range s.runs {
+		v[i] = f(r)
+	}
+	return median(v)
+}
+
+// receiver is where the series' sink reader ran (bench.Result.Receiver).
+func (s *series) receiver() string {
+	if len(s.runs) == 0 {
+		return ""
+	}
+	return s.runs[0].Receiver
+}
+
+// cpuIncludesReader reports whether some series' CPU figures include an
+// in-process reader's.
+func (r *report) cpuIncludesReader() bool {
+	for _, s := range r.series {
+		if s.receiver() == bench.ReceiverGoroutine {
+			return true
+		}
+	}
+	return false
+}
+
+// pairedCPURatios returns, per round, s's CPU per GB over the first
+// series'.
+func (r *report) pairedCPURatios(s *series) []float64 {
+	a := r.series[0]
+	n := min(len(a.runs), len(s.runs))
+	v := make([]float64, 0, n)
+	for i := 0; i < n; i++ {
+		if c := a.runs[i].CPUSecPerGB(); c > 0 {
+			v = append(v, s.runs[i].CPUSecPerGB()/c)
+		}
+	}
+	return v
+}
+
+func fmtCPU(x float64) string { return strconv.FormatFloat(x, 'f', 3, 64) }
+
 // ratio returns a/b, or NaN when there is no b.
 func ratio(a float64, b *series) float64 {
 	if b == nil || b.median() == 0 {
@@ -135,7 +184,10 @@ func (r *report) header(w io.Writer) {
 		guestMem = " (arena)"
 	}
 	fmt.Fprintf(w, "guest RAM %s%s, %.0f%% zero pages · %s %s\n", bench.FormatSize(int64(o.ram)), guestMem, o.zero*100, per, what)
-	fmt.Fprintf(w, "%s · %s, %d logical cores", e.Kernel, e.CPU, e.LogicalCores)
+	fmt.Fprintf(w, "%s · %s, %d logical CPUs", e.Kernel, e.CPU, e.LogicalCores)
+	if e.PhysicalCores > 0 {
+		fmt.Fprintf(w, " on %d physical cores", e.PhysicalCores)
+	}
 	if e.Features != "" {
 		fmt.Fprintf(w, " (%s)", e.Features)
 	}
@@ -188,7 +240,7 @@ func (r *report) writeTable(w io.Writer) error {
 	r.header(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if r.compare {
-		fmt.Fprintln(tw, "\tconfiguration\tGB/s\tmin–max\tratio to A\tratio min–max\tallocs/op\tbackend used\tregistered")
+		fmt.Fprintln(tw, "\tconfiguration\tGB/s\tmin–max\tratio to A\tratio min–max\tusr s/GB\tsys s/GB\tCPU to A\tallocs/op\tbackend used\tregistered")
 		for i, s := range r.series {
 			g := s.gbps()
 			rs := r.pairedRatios(s)
@@ -200,24 +252,37 @@ func (r *report) writeTable(w io.Writer) error {
 			if lo != "" {
 				rng = lo + "–" + hi
 			}
-			fmt.Fprintf(tw, "%c\t%s\t%s\t%s–%s\t%s\t%s\t%s\t%s\t%s\n", 'A'+rune(i%26), s.label, fmtGBps(s.median()),
-				fmtGBps(slices.Min(g)), fmtGBps(slices.Max(g)), fmtRatio(median(rs)), rng, fmtAllocs(s.allocsPerOp()), s.backend(), s.registered())
+			ratioA := fmtRatio(median(rs))
+			if r.pairedNoisy(s) {
+				ratioA += noiseMark
+			}
+			fmt.Fprintf(tw, "%c\t%s\t%s\t%s–%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", 'A'+rune(i%26), s.label, fmtGBps(s.median()),
+				fmtGBps(slices.Min(g)), fmtGBps(slices.Max(g)), ratioA, rng,
+				fmtCPU(s.usrPerGB()), fmtCPU(s.sysPerGB()), fmtRatio(median(r.pairedCPURatios(s))),
+				fmtAllocs(s.allocsPerOp()), s.backend(), s.registered())
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "\nratio to A: median over rounds of each run's GB/s over A's run in the same round.\n")
+		fmt.Fprintf(w, "\nratio to A, CPU to A: medians over rounds of each run's GB/s, or CPU per GB, over A's run in the same round; %s: some rounds above A and some below, not a significant difference.\n", noiseMark)
 	} else {
-		fmt.Fprintln(tw, "impl\tGB/s\tmin–max\tvs best peer\tvs raw\tallocs/op\tbackend used\tregistered")
+		fmt.Fprintln(tw, "impl\tGB/s\tmin–max\tusr s/GB\tsys s/GB\tvs best peer\tvs raw\tallocs/op\tbackend used\tregistered")
 		for _, s := range r.series {
 			g := s.gbps()
-			vsPeer, vsRaw := math.NaN(), math.NaN()
+			vsPeer, vsRaw := "-", "-"
 			if s.cfg.Impl != bench.ImplRaw {
-				vsPeer = ratio(s.median(), r.bestPeer)
-				vsRaw = ratio(s.median(), r.raw)
+				vsPeer = fmtRatio(ratio(s.median(), r.bestPeer))
+				if noisy(s, r.bestPeer) {
+					vsPeer += noiseMark
+				}
+				vsRaw = fmtRatio(ratio(s.median(), r.raw))
+				if noisy(s, r.raw) {
+					vsRaw += noiseMark
+				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s–%s\t%s\t%s\t%s\t%s\t%s\n", s.label, fmtGBps(s.median()), fmtGBps(slices.Min(g)), fmtGBps(slices.Max(g)),
-				fmtRatio(vsPeer), fmtRatio(vsRaw), fmtAllocs(s.allocsPerOp()), s.backend(), s.registered())
+			fmt.Fprintf(tw, "%s\t%s\t%s–%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.label, fmtGBps(s.median()), fmtGBps(slices.Min(g)), fmtGBps(slices.Max(g)),
+				fmtCPU(s.usrPerGB()), fmtCPU(s.sysPerGB()),
+				vsPeer, vsRaw, fmtAllocs(s.allocsPerOp()), s.backend(), s.registered())
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -238,8 +303,19 @@ func (r *report) writeTable(w io.Writer) error {
 				fmt.Fprintf(w, "raw: bare writev of the stream's prebuilt iovecs, the ceiling · ")
 			}
 		}
-		fmt.Fprintf(w, "GB/s: median, 10^9 stream bytes per second\n")
+		fmt.Fprintf(w, "GB/s: median, 10^9 stream bytes per second · %s: the runs of the row and of the one it is compared with overlap, not a significant difference\n", noiseMark)
 	}
+	for _, n := range r.notes() {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	whose := ""
+	switch {
+	case r.cpuIncludesReader():
+		whose = "; the sink's reader runs in this process (--receiver goroutine): its CPU is included"
+	case r.series[0].receiver() == bench.ReceiverProcess:
+		whose = "; the sink's reader is a separate process: this is the writer's alone"
+	}
+	fmt.Fprintf(w, "usr/sys s/GB: median user/system CPU seconds of this process per 10^9 stream bytes (getrusage)%s\n", whose)
 	fmt.Fprintf(w, "stream checked: %s\n", r.series[0].runs[len(r.series[0].runs)-1].Checked)
 	for _, a := range r.arenas {
 		fmt.Fprintln(w, arenaLine(a))
@@ -247,9 +323,12 @@ func (r *report) writeTable(w io.Writer) error {
 	return nil
 }
 
+// fmtAllocs prints allocations per op to two decimals, and "0" for what
+// rounds to none (a few setup allocations spread over many ops); --json
+// keeps the exact figure.
 func fmtAllocs(x float64) string {
 	switch {
-	case x == 0:
+	case x < 0.005:
 		return "0"
 	case x < 10:
 		return strconv.FormatFloat(x, 'f', 2, 64)
@@ -291,8 +370,14 @@ func (r *report) writeBenchstat(w io.Writer) error {
 	for _, s := range r.series {
 		name := r.benchName(s)
 		for _, run := range s.runs {
-			_, err := fmt.Fprintf(w, "%s\t%8d\t%12.1f ns/op\t%8.2f MB/s\t%8d B/op\t%8d allocs/op\n",
-				name, run.Ops, run.NsPerOp(), run.GBps()*1000, int64(run.BytesPerOp()), int64(run.AllocsPerOp()))
+			// The CPU units of `go test -bench ./bench`; left out, as
+			// there, when an in-process reader's CPU is in the figure.
+			cpu := ""
+			if run.Receiver != bench.ReceiverGoroutine {
+				cpu = fmt.Sprintf("\t%8.4f usr-s/GB\t%8.4f sys-s/GB\t%8.4f cpu-s/GB", run.UserSecPerGB(), run.SysSecPerGB(), run.CPUSecPerGB())
+			}
+			_, err := fmt.Fprintf(w, "%s\t%8d\t%12.1f ns/op\t%8.2f MB/s%s\t%8d B/op\t%8d allocs/op\n",
+				name, run.Ops, run.NsPerOp(), run.GBps()*1000, cpu, int64(run.BytesPerOp()), int64(run.AllocsPerOp()))
 			if err != nil {
 				return err
 			}
@@ -319,6 +404,9 @@ type jsonReport struct {
 	HugePages  bool         `json:"hugepages"`
 	Registered string       `json:"registered,omitempty"`
 	Series     []jsonSeries `json:"series"`
+	// Notes are the table's notes: one line per result that needs
+	// explaining.
+	Notes []string `json:"notes,omitempty"`
 	// Arenas is the off-heap accounting after the runs: the engine's
 	// buffer arena first, then the guest RAM and peer arenas used.
 	Arenas []jsonArena `json:"arenas"`
@@ -340,20 +428,35 @@ type jsonArena struct {
 }
 
 type jsonSeries struct {
-	Label       string   `json:"label"`
-	Name        string   `json:"name"`
-	Impl        string   `json:"impl"`
-	Backend     string   `json:"backend"`
-	Sink        string   `json:"sink"`
-	SinkDesc    string   `json:"sink_desc"`
-	MedianGBps  float64  `json:"median_gbps"`
-	MinGBps     float64  `json:"min_gbps"`
-	MaxGBps     float64  `json:"max_gbps"`
-	VsBestPeer  *float64 `json:"vs_best_peer,omitempty"`
-	VsRaw       *float64 `json:"vs_raw,omitempty"`
-	RatioToA    *float64 `json:"ratio_to_first,omitempty"`
-	AllocsPerOp float64  `json:"allocs_per_op"`
-	Checked     string   `json:"checked"`
+	Label      string   `json:"label"`
+	Name       string   `json:"name"`
+	Impl       string   `json:"impl"`
+	Backend    string   `json:"backend"`
+	Sink       string   `json:"sink"`
+	SinkDesc   string   `json:"sink_desc"`
+	MedianGBps float64  `json:"median_gbps"`
+	MinGBps    float64  `json:"min_gbps"`
+	MaxGBps    float64  `json:"max_gbps"`
+	VsBestPeer *float64 `json:"vs_best_peer,omitempty"`
+	VsRaw      *float64 `json:"vs_raw,omitempty"`
+	RatioToA   *float64 `json:"ratio_to_first,omitempty"`
+	// The medians of the process's user, system and total CPU seconds
+	// per 10^9 stream bytes; CPURatioToA the median of the per-round
+	// ratios of total CPU per GB to the first series' (compare).
+	MedianUsrSPerGB float64  `json:"median_usr_s_per_gb"`
+	MedianSysSPerGB float64  `json:"median_sys_s_per_gb"`
+	MedianCPUSPerGB float64  `json:"median_cpu_s_per_gb"`
+	CPURatioToA     *float64 `json:"cpu_ratio_to_first,omitempty"`
+	// Receiver is where the sink's reader ran: process, goroutine
+	// (its CPU is then in the figures), remote, or absent.
+	Receiver string `json:"receiver,omitempty"`
+	// Noisy* mark a ratio whose runs overlap those it is compared with
+	// (~ in the table): not a significant difference.
+	NoisyVsBestPeer bool    `json:"noisy_vs_best_peer,omitempty"`
+	NoisyVsRaw      bool    `json:"noisy_vs_raw,omitempty"`
+	NoisyRatioToA   bool    `json:"noisy_ratio_to_first,omitempty"`
+	AllocsPerOp     float64 `json:"allocs_per_op"`
+	Checked         string  `json:"checked"`
 	// Registered is the io_uring backend's BackendInfo.Registered and
 	// RegisterReason why not; absent for the syscall backend, the
 	// peers and the ceiling.
@@ -371,6 +474,8 @@ type jsonRun struct {
 	Mallocs    uint64  `json:"mallocs"`
 	AllocBytes uint64  `json:"alloc_bytes"`
 	Restarts   int     `json:"restarts"`
+	UsrNs      int64   `json:"usr_ns"`
+	SysNs      int64   `json:"sys_ns"`
 }
 
 func optFloat(x float64) *float64 {
@@ -409,6 +514,8 @@ func (r *report) writeJSON(w io.Writer) error {
 			Backend: s.backend(), Sink: s.cfg.Sink, SinkDesc: s.runs[0].SinkDesc,
 			MedianGBps: s.median(), MinGBps: slices.Min(g), MaxGBps: slices.Max(g),
 			AllocsPerOp: s.allocsPerOp(), Checked: s.runs[len(s.runs)-1].Checked,
+			MedianUsrSPerGB: s.usrPerGB(), MedianSysSPerGB: s.sysPerGB(), MedianCPUSPerGB: s.cpuPerGB(),
+			Receiver: s.receiver(),
 		}
 		if e := s.runs[0].Engine; bench.IsEngine(s.cfg.Impl) && e.Kind == engine.Uring {
 			js.Registered, js.RegisterReason = &e.Registered, e.RegisterReason
@@ -416,11 +523,14 @@ func (r *report) writeJSON(w io.Writer) error {
 		if r.compare {
 			if i > 0 {
 				js.RatioToA = optFloat(median(r.pairedRatios(s)))
+				js.CPURatioToA = optFloat(median(r.pairedCPURatios(s)))
+				js.NoisyRatioToA = r.pairedNoisy(s)
 			}
 		} else {
 			if s.cfg.Impl != bench.ImplRaw {
 				js.VsBestPeer = optFloat(ratio(s.median(), r.bestPeer))
 				js.VsRaw = optFloat(ratio(s.median(), r.raw))
+				js.NoisyVsBestPeer, js.NoisyVsRaw = noisy(s, r.bestPeer), noisy(s, r.raw)
 			}
 		}
 		for _, run := range s.runs {
@@ -428,10 +538,12 @@ func (r *report) writeJSON(w io.Writer) error {
 				GBps: run.GBps(), Ops: run.Ops, OpBytes: run.OpBytes, Bytes: run.Bytes,
 				ElapsedNs: int64(run.Elapsed / time.Nanosecond), Mallocs: run.Mallocs,
 				AllocBytes: run.AllocBytes, Restarts: run.Restarts,
+				UsrNs: run.UserCPU.Nanoseconds(), SysNs: run.SysCPU.Nanoseconds(),
 			})
 		}
 		doc.Series = append(doc.Series, js)
 	}
+	doc.Notes = r.notes()
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(doc)

@@ -12,30 +12,47 @@ import (
 	"github.com/qfile/qfile/bench"
 )
 
-// sinkMain is `qbench sink --listen ADDR`: the receiving end of
-// --sink HOST:PORT. It drains each connection, replies with the byte
-// count and CRC-32C so the writer can check the stream, and logs a line
-// per connection. It runs until interrupted, or for --conns connections.
-func sinkMain(args []string, stdout, stderr io.Writer) int {
-	var o options
-	fs := newFlagSet("qbench sink", &o)
-	listen := fs.String("listen", "", "")
-	conns := fs.Int("conns", 0, "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			return 0
-		}
-		return usageError(stderr, err)
-	}
+// sinkOptions are the flags of qbench sink.
+type sinkOptions struct {
+	listen string
+	conns  int
+}
+
+func (o *sinkOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.listen, "listen", "", "TCP address `ADDR` to listen on (required), e.g. :7000")
+	fs.IntVar(&o.conns, "conns", 0, "stop after `N` connections (0: run until interrupted)")
+}
+
+func (o *sinkOptions) validate(flagsGiven) error {
 	switch {
-	case *listen == "":
-		return usageError(stderr, errors.New("sink needs --listen ADDR (e.g. --listen :7000)"))
-	case fs.NArg() > 0:
-		return usageError(stderr, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
-	case *conns < 0:
-		return usageError(stderr, fmt.Errorf("--conns %d: want 0 (no limit) or more", *conns))
+	case o.listen == "":
+		return errors.New("sink needs --listen ADDR (e.g. --listen :7000)")
+	case o.conns < 0:
+		return fmt.Errorf("--conns %d: want 0 (no limit) or more", o.conns)
 	}
+	return nil
+}
+
+func sinkCommand() *command {
+	return &command{
+		name:     "qbench sink",
+		synopsis: "--listen ADDR [--conns N]",
+		about: `sink is the receiving end of --sink HOST:PORT on another host. It drains
+each connection, replies with the byte count and CRC-32C so the writer
+can check the stream, and logs a line per connection on stdout. It runs
+until interrupted, or for --conns connections.`,
+		opts: new(sinkOptions),
+	}
+}
+
+// sinkMain is qbench sink.
+func sinkMain(args []string, stdout, stderr io.Writer) int {
+	cmd := sinkCommand()
+	o := cmd.opts.(*sinkOptions)
+	if _, done, code := cmd.parse(args, stdout, stderr); done {
+		return code
+	}
+	listen, conns := &o.listen, &o.conns
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return failure(stderr, err)

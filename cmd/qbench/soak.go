@@ -23,40 +23,69 @@ const (
 	defaultRSSSlack = 32 << 20
 )
 
-// soakMain runs one implementation for --duration, sampling throughput,
-// resident memory and descriptors every --interval; it fails on an
-// error, on memory grown past --rss-slack or on descriptors not closed.
+// soakOptions are the flags of qbench soak: what runs (as the main
+// job's), for how long, and what counts as a leak.
+type soakOptions struct {
+	runOptions
+	duration time.Duration
+	interval time.Duration
+	slack    sizeFlag
+	json     bool
+}
+
+func (o *soakOptions) register(fs *flag.FlagSet) {
+	o.runOptions.register(fs)
+	// One implementation, uring unless told ("all" stands for it).
+	for _, name := range []string{"backend", "impl"} {
+		f := fs.Lookup(name)
+		f.Usage, f.DefValue = "the one implementation `IMPL` to soak: uring, syscall, auto, qfile,\nbufio, netbuf or raw (default uring)", ""
+	}
+	o.slack = defaultRSSSlack
+	fs.DurationVar(&o.duration, "duration", defaultSoakDuration, "length `D` of the soak (hours on demand)")
+	fs.DurationVar(&o.interval, "interval", defaultSoakInterval, "sampling period `D`; the first interval is the warm-up")
+	fs.Var(&o.slack, "rss-slack", "resident memory `N` the run may gain after the warm-up")
+	fs.BoolVar(&o.json, "json", false, "print the samples and the report as JSON")
+}
+
+func (o *soakOptions) validate(given flagsGiven) error {
+	if o.backend == "all" {
+		o.backend = bench.ImplUring
+	}
+	switch {
+	case o.interval <= 0 || o.duration < 2*o.interval:
+		return fmt.Errorf("--duration %v must cover at least two --interval %v (the first is the warm-up)", o.duration, o.interval)
+	case len(o.impls()) != 1:
+		return fmt.Errorf("soak runs one implementation, got --backend %q", o.backend)
+	}
+	return o.runOptions.validate(given)
+}
+
+func soakCommand() *command {
+	return &command{
+		name:     "qbench soak",
+		synopsis: "[flags]",
+		about: `soak runs one implementation (default uring) for --duration, sampling
+GB/s, resident memory (RSS) and open descriptors every --interval. It
+fails (exit 1) on an error, on RSS grown past --rss-slack after the
+warm-up interval, or on descriptors not closed. The time it reports is
+the sampled intervals; flushing and checking the stream at the end is
+reported apart, and setting up the sink is in neither.`,
+		opts: new(soakOptions),
+	}
+}
+
+// soakMain runs qbench soak.
 func soakMain(args []string, stdout, stderr io.Writer) int {
-	var o options
-	fs := newFlagSet("qbench soak", &o)
-	interval := fs.Duration("interval", defaultSoakInterval, "")
-	var slack sizeFlag = defaultRSSSlack
-	fs.Var(&slack, "rss-slack", "")
-	if done, code := parseFlags(fs, args, &o, stdout, stderr); done {
+	cmd := soakCommand()
+	o := cmd.opts.(*soakOptions)
+	if _, done, code := cmd.parse(args, stdout, stderr); done {
 		return code
 	}
-	durationSet := false
-	fs.Visit(func(f *flag.Flag) { durationSet = durationSet || f.Name == "duration" })
-	if fs.NArg() > 0 {
-		return usageError(stderr, fmt.Errorf("soak takes no arguments, got %q", fs.Arg(0)))
-	}
-	if !durationSet {
-		o.duration = defaultSoakDuration
-	}
-	if o.backend == "all" {
-		o.backend = "uring"
-	}
-	impls := o.impls()
-	if len(impls) != 1 {
-		return usageError(stderr, fmt.Errorf("soak runs one implementation, got --backend %q", o.backend))
-	}
-	c := o.config(impls[0])
+	c := o.config(o.impls()[0])
 	if err := c.Validate(); err != nil {
-		return usageError(stderr, err)
+		return cmd.usageError(stderr, err)
 	}
-	if *interval <= 0 || o.duration < 2**interval {
-		return usageError(stderr, fmt.Errorf("--duration %v must cover at least two --interval %v (the first is the warm-up)", o.duration, *interval))
-	}
+	interval, slack := &o.interval, o.slack
 	if !o.json {
 		fmt.Fprintf(stdout, "soak: %s for %v, sampled every %v (the first interval is the warm-up)\n", c.BenchName(), o.duration, *interval)
 		fmt.Fprintf(stdout, "%10s %12s %9s %10s %5s\n", "at", "bytes", "GB/s", "RSS MiB", "fds")
@@ -91,8 +120,8 @@ func soakMain(args []string, stdout, stderr io.Writer) int {
 		enc.SetIndent("", "  ")
 		enc.Encode(out)
 	} else {
-		fmt.Fprintf(stdout, "moved %d bytes in %v on %s; GB/s after the warm-up: min %.2f, median %.2f, max %.2f (min/median %.2f)\n",
-			rep.Bytes, rep.Elapsed.Round(time.Millisecond), rep.Backend, rep.MinGBps, rep.MedGBps, rep.MaxGBps, rep.MinGBps/rep.MedGBps)
+		fmt.Fprintf(stdout, "moved %d bytes in %v of sampled intervals (then %v to flush, close and check the stream) on %s; GB/s after the warm-up: min %.2f, median %.2f, max %.2f (min/median %.2f)\n",
+			rep.Bytes, rep.Sampled.Round(time.Millisecond), rep.Finished.Round(time.Millisecond), rep.Backend, rep.MinGBps, rep.MedGBps, rep.MaxGBps, rep.MinGBps/rep.MedGBps)
 		fmt.Fprintf(stdout, "RSS %.1f MiB after the warm-up, %.1f MiB at the end (max %.1f); descriptors %d → %d; stream checked: %s\n",
 			float64(rep.RSSBase)/(1<<20), float64(rep.RSSEnd)/(1<<20), float64(rep.RSSMax)/(1<<20), rep.FDsBase, rep.FDsEnd, rep.Checked)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSoak(t *testing.T) {
@@ -27,6 +28,9 @@ func TestSoak(t *testing.T) {
 		Checked   string
 		RSSGrowth int64 `json:"rss_growth"`
 		FDGrowth  int   `json:"fd_growth"`
+		Sampled   int64 `json:"sampled_ns"`
+		Finished  int64 `json:"finished_ns"`
+		Elapsed   int64 `json:"elapsed_ns"`
 	}
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatalf("%v in %s", err, out.String())
@@ -40,6 +44,11 @@ func TestSoak(t *testing.T) {
 			t.Fatalf("sample %+v", s)
 		}
 		sum += s.Bytes
+	}
+	// The soak proper is the sampled intervals, which run until
+	// --duration has passed; the flush and check after them are apart.
+	if rep.Sampled < int64(1500*time.Millisecond) || rep.Finished < 0 || rep.Elapsed != rep.Sampled+rep.Finished {
+		t.Errorf("sampled %d ns, finished %d ns, elapsed %d ns", rep.Sampled, rep.Finished, rep.Elapsed)
 	}
 	if sum != rep.Bytes {
 		t.Fatalf("samples add up to %d of %d bytes", sum, rep.Bytes)

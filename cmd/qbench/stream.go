@@ -8,43 +8,174 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/sys/unix"
-	"golang.org/x/term"
 
 	"github.com/qfile/qfile/engine"
 	"github.com/qfile/qfile/savevm"
 )
 
-const streamUsage = `usage:
+const streamUsage = `Usage:
   qbench stream stat   [--backend B] [--json] [--return-path RP] SRC [CHANNEL...]
   qbench stream copy   [--backend B] [--capture-return-path RP] [--multifd-channels N] SRC DST
   qbench stream verify [--backend B] [--json] SRC
 
-SRC and DST: a path, - (stdin/stdout), fd:N, unix:PATH or tcp:HOST:PORT.
+stream reads, copies or verifies a real QEMU migration stream (savevm
+format). Each subcommand has its own help: qbench stream stat --help.
+` + streamOperands
+
+// streamOperands is the SRC and DST grammar, in every stream help.
+const streamOperands = `SRC and DST: a path, - (stdin/stdout), fd:N, unix:PATH or tcp:HOST:PORT.
 As a source a socket is listened on and one connection accepted (as
 QEMU's -incoming does); as a destination it is connected to (as QEMU's
 migrate does), so qbench can sit between two QEMUs. A gzip-compressed
-SRC is read decompressed (told by its magic, not its name).
+SRC is read decompressed (told by its magic, not its name). Reports go
+to stderr; stdout carries only the stream (DST -) or the requested
+report.`
 
-copy relays the return path (postcopy page requests, SHUT, PONG) from a
-socket DST back to a socket SRC as it arrives, and flushes what it read
-whenever its input pauses. With a pipe SRC (QEMU's exec:) there is no
-way back to the source: a return path cannot be relayed, and qbench says
-so. Reports go to stderr; stdout carries only the stream (DST -).
---backend: auto, uring or syscall (default auto).
---capture-return-path RP: also write the return path to the file RP.
---return-path RP: stat also parses RP, a captured return path.
---multifd-channels N: copy a multifd migration: accept the main channel
-  and N multifd channels on SRC (told apart by their first bytes) and
-  connect as many to DST, parsing every packet (docs/multifd.md).
-CHANNEL...: stat also walks these multifd channel captures; the main
-  stream and the channels may come in any order.
-`
+// streamFlags are the flags of the stream subcommands, all in one struct
+// that runStream reads; each subcommand's options embed it and register
+// the flags that subcommand has (registerCommon: the ones all have).
+type streamFlags struct {
+	backend    string
+	kind       engine.Kind // backend, parsed
+	json       bool
+	returnPath string // stat: a return path capture to parse; copy: where to capture it
+	multifd    int    // copy: the multifd channels (0: one stream)
+}
+
+func (o *streamFlags) registerCommon(fs *flag.FlagSet) {
+	fs.StringVar(&o.backend, "backend", "auto", "engine backend `B`: auto, uring or syscall")
+}
+
+func (o *streamFlags) validateCommon(flagsGiven) error {
+	var err error
+	o.kind, err = engine.ParseKind(o.backend)
+	if err != nil {
+		return fmt.Errorf("--backend: %w", err)
+	}
+	return nil
+}
+
+// streamFlagsOf returns the streamFlags a subcommand's options embed.
+func (o *streamFlags) streamFlagsOf() *streamFlags { return o }
+
+// streamStatOptions are the flags of qbench stream stat.
+type streamStatOptions struct{ streamFlags }
+
+func (o *streamStatOptions) register(fs *flag.FlagSet) {
+	o.registerCommon(fs)
+	fs.BoolVar(&o.json, "json", false, "print the statistics as JSON")
+	fs.StringVar(&o.returnPath, "return-path", "", "also parse `RP`, a return path captured by stream copy")
+}
+
+func (o *streamStatOptions) validate(given flagsGiven) error {
+	if err := o.validateCommon(given); err != nil {
+		return err
+	}
+	if o.returnPath != "" {
+		if err := readableFile(o.returnPath); err != nil {
+			return fmt.Errorf("--return-path: %w", err)
+		}
+	}
+	return nil
+}
+
+// streamVerifyOptions are the flags of qbench stream verify.
+type streamVerifyOptions struct{ streamFlags }
+
+func (o *streamVerifyOptions) register(fs *flag.FlagSet) {
+	o.registerCommon(fs)
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+}
+
+func (o *streamVerifyOptions) validate(given flagsGiven) error { return o.validateCommon(given) }
+
+// streamCopyOptions are the flags of qbench stream copy.
+type streamCopyOptions struct{ streamFlags }
+
+func (o *streamCopyOptions) register(fs *flag.FlagSet) {
+	o.registerCommon(fs)
+	fs.StringVar(&o.returnPath, "capture-return-path", "", "also write the relayed return path to the file `RP`")
+	fs.IntVar(&o.multifd, "multifd-channels", 0, "relay a multifd migration with `N` channels (docs/multifd.md)")
+}
+
+func (o *streamCopyOptions) validate(given flagsGiven) error {
+	if err := o.validateCommon(given); err != nil {
+		return err
+	}
+	if o.multifd < 0 || o.multifd > 255 {
+		return fmt.Errorf("--multifd-channels %d: want 1 to 255", o.multifd)
+	}
+	if o.multifd > 0 && o.returnPath != "" {
+		return errors.New("--capture-return-path is not supported with --multifd-channels")
+	}
+	if o.returnPath != "" {
+		if err := writableDir(filepath.Dir(o.returnPath)); err != nil {
+			return fmt.Errorf("--capture-return-path %s: %w", o.returnPath, err)
+		}
+	}
+	return nil
+}
+
+// readableFile reports whether path can be opened for reading.
+func readableFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// streamCommand returns the command of a stream subcommand, nil for an
+// unknown one.
+func streamCommand(sub string) *command {
+	name := "qbench stream " + sub
+	switch sub {
+	case "stat":
+		return &command{
+			name: name, synopsis: "[flags] SRC [CHANNEL...]", operands: -1, opts: new(streamStatOptions),
+			about: `stat reads a migration stream and prints what it carries: the header and
+configuration, every section in stream order, the RAM blocks, the page
+records by kind, header bytes against payload bytes, the commands and
+the vmdesc; with --return-path, also what the destination sent back.
+Given captures of multifd channels too (in any order, told apart by
+their first bytes), it also walks each channel packet by packet: packets,
+SYNCs, pages per block, checked against the main stream's RAM blocks.`,
+			more: streamOperands,
+		}
+	case "verify":
+		return &command{
+			name: name, synopsis: "[flags] SRC", operands: 1, opts: new(streamVerifyOptions),
+			about: `verify loads a migration stream into memory as the destination would
+(zero, normal, compressed and XBZRLE pages applied in order) and prints
+a SHA-256 of each RAM block's final contents, so two streams of one
+guest can be compared; it fails (exit 1) on a stream that does not
+parse.`,
+			more: streamOperands,
+		}
+	case "copy":
+		return &command{
+			name: name, synopsis: "[flags] SRC DST", operands: 2, opts: new(streamCopyOptions),
+			about: `copy relays a migration stream from SRC to DST record by record, checking
+its framing as it goes. Between sockets it relays the return path
+(postcopy page requests, SHUT, PONG) from DST back to SRC as it arrives,
+and flushes what it read whenever its input pauses. With a pipe SRC
+(QEMU's exec:) there is no way back to the source: a return path cannot
+be relayed, and qbench says so. With --multifd-channels N it relays a
+multifd migration between sockets: the main channel and N channels
+accepted on SRC (told apart by their first bytes), as many connected to
+DST (the main one first), every packet parsed; the first error of any
+channel stops all.`,
+			more: streamOperands,
+		}
+	}
+	return nil
+}
 
 // streamMain runs "qbench stream stat|copy|verify"; args are the words
 // after "stream". It returns the exit code: 0, 1 for a failure, 2 for a
@@ -54,48 +185,26 @@ func streamMain(args []string, stdout, stderr io.Writer) int {
 		args = args[1:]
 	}
 	if len(args) == 0 {
-		return streamUsageError(stderr, "stream", "a subcommand is needed")
+		return streamUsageError(stderr, "stream", "a subcommand is needed (stat, copy or verify)")
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stdout, streamUsage)
 		return 0
 	}
 	sub := args[0]
-	want := map[string]int{"stat": 1, "copy": 2, "verify": 1}[sub]
-	if want == 0 {
-		return streamUsageError(stderr, "stream", fmt.Sprintf("unknown subcommand %q", sub))
+	cmd := streamCommand(sub)
+	if cmd == nil {
+		return streamUsageError(stderr, "stream", fmt.Sprintf("unknown subcommand %q (want stat, copy or verify)", sub))
 	}
-	fs := flag.NewFlagSet("qbench stream "+sub, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	backend := fs.String("backend", "auto", "auto, uring or syscall")
-	var asJSON bool
-	var rp string
-	var mfd int
-	switch sub {
-	case "copy":
-		fs.StringVar(&rp, "capture-return-path", "", "write the relayed return path to this file")
-		fs.IntVar(&mfd, "multifd-channels", 0, "relay a multifd migration with this many channels")
-	case "stat":
-		fs.StringVar(&rp, "return-path", "", "a captured return path to parse")
-		fs.BoolVar(&asJSON, "json", false, "print JSON")
-	default:
-		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	pos, done, code := cmd.parse(args[1:], stdout, stderr)
+	if done {
+		return code
 	}
-	pos, err := parseInterleaved(fs, args[1:])
-	if err != nil {
-		return streamUsageError(stderr, "stream "+sub, err.Error())
+	if len(pos) == 0 {
+		return cmd.usageError(stderr, errors.New("want an operand: SRC"))
 	}
-	if len(pos) != want && !(sub == "stat" && len(pos) > want) {
-		return streamUsageError(stderr, "stream "+sub, fmt.Sprintf("want %d operand(s), got %d", want, len(pos)))
-	}
-	kind, err := engine.ParseKind(*backend)
-	if err != nil {
-		return streamUsageError(stderr, "stream "+sub, err.Error())
-	}
-	if mfd < 0 || mfd > 255 {
-		return streamUsageError(stderr, "stream "+sub, fmt.Sprintf("--multifd-channels %d: want 1 to 255", mfd))
-	}
-	if err := runStream(sub, pos, kind, streamFlags{json: asJSON, returnPath: rp, multifd: mfd}, stdout, stderr); err != nil {
+	fl := cmd.opts.(interface{ streamFlagsOf() *streamFlags }).streamFlagsOf()
+	if err := runStream(sub, pos, fl.kind, *fl, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "qbench stream %s: %s\n", sub, oneLine(err))
 		return 1
 	}
@@ -108,32 +217,8 @@ func streamUsageError(stderr io.Writer, cmd, msg string) int {
 	return 2
 }
 
-// parseInterleaved parses flags wherever they stand among the operands
-// ("-" is an operand).
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
 func oneLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
-}
-
-// streamFlags are the flags of one stream subcommand.
-type streamFlags struct {
-	json       bool
-	returnPath string // stat: a return path capture; copy: where to capture it
-	multifd    int    // copy: the multifd channels (0: one stream)
 }
 
 func runStream(sub string, pos []string, kind engine.Kind, fl streamFlags, stdout, stderr io.Writer) error {
@@ -157,8 +242,8 @@ func runStream(sub string, pos []string, kind engine.Kind, fl streamFlags, stdou
 	opts := savevm.Options{}
 	bar := newStreamBar(stderr, src.size, sub)
 	if bar != nil {
-		opts.Progress = func(off int64) { bar.Set64(off) }
-		defer bar.Finish()
+		opts.Progress = bar.set
+		defer bar.finish()
 	}
 	switch sub {
 	case "stat":
@@ -260,7 +345,7 @@ func runCopy(src *streamSource, pos []string, kind engine.Kind, fl streamFlags, 
 	}
 	bar := newStreamBar(stderr, src.size, "copy")
 	if bar != nil {
-		opts.Progress = func(off int64) { bar.Set64(off) }
+		opts.Progress = bar.set
 	}
 	st, err := savevm.Copy(dst.f, src.f, opts)
 	el := time.Since(start)
@@ -281,10 +366,7 @@ func runCopy(src *streamSource, pos []string, kind engine.Kind, fl streamFlags, 
 	if cerr := dst.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("closing %s: %w", pos[1], cerr)
 	}
-	if bar != nil {
-		bar.Finish()
-		fmt.Fprintln(stderr)
-	}
+	bar.finish()
 	if err != nil {
 		return err
 	}
@@ -404,23 +486,6 @@ func printStats(w io.Writer, st *savevm.Stats, src *engine.File) {
 			fmt.Fprintf(w, "  page request at byte %d: %s @%#x, %d bytes\n", r.At, r.Block, r.Offset, r.Length)
 		}
 	}
-}
-
-// newStreamBar returns a progress bar on stderr when it is a terminal.
-func newStreamBar(stderr io.Writer, size int64, what string) *progressbar.ProgressBar {
-	f, ok := stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return nil
-	}
-	return progressbar.NewOptions64(size,
-		progressbar.OptionSetWriter(stderr),
-		progressbar.OptionSetDescription(what),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetPredictTime(size > 0),
-	)
 }
 
 // streamSource is an opened SRC.

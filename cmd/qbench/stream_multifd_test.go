@@ -90,17 +90,13 @@ func TestStreamCopyMultifd(t *testing.T) {
 	defer l.Close()
 	dest := fakeDestination(l, 3)
 	done := runAsync("stream", "copy", "--multifd-channels", "2", "unix:"+srcSock, "unix:"+dstSock)
-	waitPath(t, srcSock)
 
 	main := gunzipFile(t, smallGz)
 	ch0, _ := mfdChannelBytes(0, 300)
 	ch1, _ := mfdChannelBytes(1, 200)
 	var conns []net.Conn
 	for _, b := range [][]byte{ch1, main, ch0} {
-		c, err := net.Dial("unix", srcSock)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dialListening(t, srcSock)
 		defer c.Close()
 		conns = append(conns, c)
 		go func() {
@@ -180,16 +176,12 @@ func TestStreamCopyMultifdFault(t *testing.T) {
 			defer l.Close()
 			dest := fakeDestination(l, 3)
 			done := runAsync("stream", "copy", "--multifd-channels", "2", "unix:"+srcSock, "unix:"+dstSock)
-			waitPath(t, srcSock)
 
 			main := gunzipFile(t, smallGz)
 			ch0, _ := mfdChannelBytes(0, 300)
 			// The main channel never ends: only the failure can stop the copy.
 			for i, b := range [][]byte{main[:len(main)/2], ch0, tc.ch1()} {
-				c, err := net.Dial("unix", srcSock)
-				if err != nil {
-					t.Fatal(err)
-				}
+				c := dialListening(t, srcSock)
 				defer c.Close()
 				go func() {
 					c.Write(b)

@@ -102,14 +102,18 @@ func readFull(t *testing.T, c net.Conn, n int, what string) []byte {
 	return b
 }
 
-func waitPath(t *testing.T, path string) {
+// dialListening connects to the Unix socket at path once qbench listens
+// there: the path appears at bind(2), a moment before listen(2), so a
+// refused connection is retried until the deadline.
+func dialListening(t *testing.T, path string) net.Conn {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		if _, err := os.Stat(path); err == nil {
-			return
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			return c
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s after 20s", path)
+			t.Fatalf("no listener at %s after 20s: %v", path, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -147,11 +151,7 @@ func TestStreamCopyRelaysReturnPath(t *testing.T) {
 	}
 	defer l.Close()
 	done := runAsync("stream", "copy", "--capture-return-path", rpPath, "unix:"+srcSock, "unix:"+dstSock)
-	waitPath(t, srcSock)
-	src, err := net.Dial("unix", srcSock)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := dialListening(t, srcSock)
 	defer src.Close()
 	dst, err := l.Accept()
 	if err != nil {

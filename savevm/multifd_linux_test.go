@@ -3,6 +3,7 @@ package savevm_test
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -18,10 +19,12 @@ import (
 func socketFiles(t *testing.T, n int) (w, r []*engine.File) {
 	t.Helper()
 	for range n {
-		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
+		syscall.CloseOnExec(fds[0])
+		syscall.CloseOnExec(fds[1])
 		wf, err := engine.NewFD(fds[0], "wb")
 		if err != nil {
 			t.Fatal(err)
@@ -129,4 +132,34 @@ func TestLoadRAMChannelFails(t *testing.T) {
 		t.Fatalf("LoadRAM = %v; want channel 0's error at byte %d", err, multifd.InitSize)
 	}
 	recv.Close()
+}
+
+// TestLoadRAMWithoutChannels: a stream without multifd loads to the
+// same blocks as Verify rebuilds, pages of every kind in the main
+// stream.
+func TestLoadRAMWithoutChannels(t *testing.T) {
+	for _, name := range []string{"small", "microvm"} {
+		raw := rawBytes(t, name)
+		_, want, err := savevm.VerifyImages(memRead(t, raw), savevm.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := savevm.LoadRAM(memRead(t, raw), nil, savevm.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d blocks, want %d", name, len(got), len(want))
+		}
+		for b, w := range want {
+			if !bytes.Equal(got[b], w) {
+				t.Fatalf("%s: block %s differs at byte %d", name, b, firstDiff(got[b], w))
+			}
+		}
+	}
+	// The RAM a stream declares is bounded before it is allocated.
+	_, err := savevm.LoadRAM(memRead(t, rawBytes(t, "small")), nil, savevm.Options{MaxVerifyRAM: 1 << 20})
+	if err == nil || !strings.Contains(err.Error(), "past the 1048576-byte limit") {
+		t.Fatalf("LoadRAM with a 1 MiB limit = %v", err)
+	}
 }

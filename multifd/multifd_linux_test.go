@@ -3,6 +3,7 @@ package multifd_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -16,21 +17,32 @@ import (
 	"github.com/qfile/qfile/sizedbuf"
 )
 
-const ps = multifd.DefaultPageSize
-
 // pairs returns n connected socket pairs as writing and reading Files.
 func pairs(t *testing.T, n int) (w, r []*engine.File) {
 	t.Helper()
+	return pairsOn(t, n, engine.Syscall)
+}
+
+// pairsOn is pairs with the backend kind for every File.
+func pairsOn(t testing.TB, n int, kind engine.Kind) (w, r []*engine.File) {
+	t.Helper()
 	for range n {
-		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		wf, err := engine.NewFD(fds[0], "wb")
+		syscall.CloseOnExec(fds[0])
+		syscall.CloseOnExec(fds[1])
+		wf, err := engine.NewFD(fds[0], "wb", engine.WithBackend(kind))
+		if errors.Is(err, engine.ErrNotSupported) {
+			syscall.Close(fds[0])
+			syscall.Close(fds[1])
+			t.Skipf("%v backend: %v", kind, err)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		rf, err := engine.NewFD(fds[1], "rb")
+		rf, err := engine.NewFD(fds[1], "rb", engine.WithBackend(kind))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,13 +57,13 @@ func pairs(t *testing.T, n int) (w, r []*engine.File) {
 }
 
 func randomMemory(seed uint64, sizes map[string]int) multifd.Memory {
-	rng := rand.New(rand.NewPCG(seed, 1))
+	var key [32]byte
+	key[0] = byte(seed)
+	rng := rand.NewChaCha8(key)
 	m := multifd.Memory{}
 	for name, n := range sizes {
 		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
+		rng.Read(b)
 		m[name] = b
 	}
 	return m
@@ -61,13 +73,33 @@ func randomMemory(seed uint64, sizes map[string]int) multifd.Memory {
 // ended by a sync, and compares the destination with the source page by
 // page.
 func TestRoundTrip(t *testing.T) {
-	for _, n := range []int{1, 2, 4} {
-		t.Run(string(rune('0'+n)), func(t *testing.T) {
+	for _, kind := range []engine.Kind{engine.Syscall, engine.Uring} {
+		for _, n := range []int{1, 2, 4} {
+			t.Run(fmt.Sprintf("%v/%d", kind, n), func(t *testing.T) {
+				testRoundTrip(t, kind, n)
+			})
+		}
+	}
+}
+
+func testRoundTrip(t *testing.T, kind engine.Kind, n int) {
+	{
+		{
 			testutil.NoLeaks(t, 16, nil)
 			sizes := map[string]int{"pc.ram": 4 << 20, "vga.vram": 1 << 20}
 			src := randomMemory(uint64(n), sizes)
+			want := multifd.Memory{}
+			for name, b := range src {
+				want[name] = bytes.Clone(b)
+			}
+			scribble := bytes.Repeat([]byte{0x5a}, 4<<20)
 			dst := multifd.Memory{"pc.ram": make([]byte, 4<<20), "vga.vram": make([]byte, 1<<20)}
-			w, r := pairs(t, n)
+			w, r := pairsOn(t, n, kind)
+			for _, f := range append(w, r...) {
+				if got := f.BackendInfo().Kind; got != kind {
+					t.Fatalf("%v backend asked, %v given", kind, got)
+				}
+			}
 			s := multifd.NewSender(w, multifd.SendOptions{})
 			rc := multifd.NewReceiver(r, multifd.RecvOptions{})
 			rc.SetMemory(dst)
@@ -107,6 +139,11 @@ func TestRoundTrip(t *testing.T) {
 				if err := s.Sync(); err != nil {
 					t.Fatal(err)
 				}
+				// Once Sync has returned the pages may change: what was
+				// sent must be what they held before.
+				for _, run := range part {
+					copy(src[run.block][run.from:run.to], scribble[run.from:run.to])
+				}
 			}
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
@@ -123,7 +160,7 @@ func TestRoundTrip(t *testing.T) {
 			}
 			for name := range sizes {
 				for off := 0; off < sizes[name]; off += ps {
-					if !bytes.Equal(src[name][off:off+ps], dst[name][off:off+ps]) {
+					if !bytes.Equal(want[name][off:off+ps], dst[name][off:off+ps]) {
 						t.Fatalf("%s page at 0x%x differs", name, off)
 					}
 				}
@@ -149,7 +186,7 @@ func TestRoundTrip(t *testing.T) {
 			if want := uint64(4 + 2 + 4 + 3*n); s.Packets() != want {
 				t.Fatalf("%d packets sent, want %d", s.Packets(), want)
 			}
-		})
+		}
 	}
 }
 
@@ -319,4 +356,106 @@ func TestSenderChannelFails(t *testing.T) {
 		w[i].Close()
 	}
 	drain.Wait()
+}
+
+// TestReceiverSocketCut: a channel whose peer goes away inside a page
+// fails with the channel and the byte where it was cut, while the other
+// channel, idle on an open socket, is stopped too: nothing leaks.
+func TestReceiverSocketCut(t *testing.T) {
+	testutil.NoLeaks(t, 16, nil)
+	w, r := pairs(t, 2)
+	w[0].PutBuffer(new(channel).init(0).b)
+	w[0].Flush() // channel 0: init, then nothing, its socket open
+	b := new(channel).init(1).packet("pc.ram", 0, 0x1000, 0x5000).b
+	cut := len(b) - 100 // inside the second page
+	w[1].PutBuffer(b[:cut])
+	w[1].Close()
+	rc := multifd.NewReceiver(r, multifd.RecvOptions{})
+	rc.SetMemory(multifd.Memory{"pc.ram": make([]byte, 1<<20)})
+	err := rc.Wait()
+	var e *multifd.Error
+	if !errors.As(err, &e) || e.Channel != 1 || e.Offset != int64(cut) || !errors.Is(err, io.ErrUnexpectedEOF) ||
+		!strings.Contains(err.Error(), "packet pages") {
+		t.Fatalf("Wait = %v; want channel 1 cut at byte %d in its pages", err, cut)
+	}
+	st := rc.Stats()
+	if st[1].Pages != 1 || st[0].Pages != 0 {
+		t.Fatalf("stats %+v: want the first page of channel 1 written", st)
+	}
+}
+
+// TestReceiverInitChecks: two channels with one id, and a UUID other
+// than the one required.
+func TestReceiverInitChecks(t *testing.T) {
+	testutil.NoLeaks(t, 16, nil)
+	rc := multifd.NewReceiver([]*engine.File{memFile(t, new(channel).init(0).b), memFile(t, new(channel).init(0).b)}, multifd.RecvOptions{})
+	if err := rc.Wait(); err == nil || !strings.Contains(err.Error(), "channel id 0 used twice") {
+		t.Fatalf("Wait = %v", err)
+	}
+	want := multifd.UUID{9}
+	rc = multifd.NewReceiver([]*engine.File{memFile(t, new(channel).init(0).b)}, multifd.RecvOptions{UUID: &want})
+	if err := rc.Wait(); err == nil || !strings.Contains(err.Error(), "init message at byte 8: UUID 000") {
+		t.Fatalf("Wait = %v", err)
+	}
+}
+
+// TestSenderAllocatesNothing: queuing pages and syncing allocate nothing
+// once the Sender runs.
+func TestSenderAllocatesNothing(t *testing.T) {
+	w, r := pairs(t, 2)
+	var drain sync.WaitGroup
+	for _, f := range r {
+		drain.Add(1)
+		go func() {
+			defer drain.Done()
+			buf := make([]byte, 64<<10)
+			for f.GetBuffer(buf) > 0 {
+			}
+		}()
+	}
+	s := multifd.NewSender(w, multifd.SendOptions{})
+	mem := make([]byte, 2<<20)
+	send := func() {
+		for off := 0; off < len(mem); off += ps {
+			if err := s.QueuePage("pc.ram", uint64(off), mem[off:off+ps]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send()
+	if n := testing.AllocsPerRun(10, send); n != 0 {
+		t.Errorf("%v allocations per 2 MiB and Sync", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range w {
+		f.Close()
+	}
+	drain.Wait()
+}
+
+func TestIsChannel(t *testing.T) {
+	for _, tc := range []struct {
+		b    []byte
+		want bool
+		err  string
+	}{
+		{new(channel).init(0).b, true, ""},
+		{[]byte("QEVM\x00\x00\x00\x03"), false, ""},
+		{[]byte("GET / HTTP/1.1"), false, "0x47455420 is neither"},
+		{[]byte{0x11, 0x22}, false, "first word at byte 2: 2 of 4 bytes"},
+	} {
+		f := memFile(t, tc.b)
+		got, err := multifd.IsChannel(f)
+		if got != tc.want || (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("IsChannel(%q) = %v, %v; want %v, %q", tc.b, got, err, tc.want, tc.err)
+		}
+		if err == nil && f.Tell() != 0 {
+			t.Errorf("IsChannel consumed %d bytes", f.Tell())
+		}
+	}
 }
