@@ -36,7 +36,8 @@ func TestCommandHelp(t *testing.T) {
 		{[]string{"sink"}, "Usage: qbench sink --listen ADDR", []string{"conns", "listen"}},
 		{[]string{"stream", "stat"}, "Usage: qbench stream stat [flags] SRC", []string{"backend", "json", "return-path"}},
 		{[]string{"stream", "verify"}, "Usage: qbench stream verify [flags] SRC", []string{"backend", "json"}},
-		{[]string{"stream", "copy"}, "Usage: qbench stream copy [flags] SRC DST", []string{"backend", "capture-return-path"}},
+		{[]string{"stream", "copy"}, "Usage: qbench stream copy [flags] SRC DST", []string{"backend", "capture-return-path", "multifd-channels"}},
+		{[]string{"multifd"}, "Usage: qbench multifd [flags]", []string{"channels", "count", "json", "passes", "ram", "serve", "transports"}},
 	} {
 		for _, h := range []string{"--help", "-h"} {
 			a := append(append([]string(nil), tc.cmd...), h)
