@@ -37,6 +37,10 @@ func walk(src *engine.File, opts Options, each func(r *Reader, rec *Record) erro
 		if c.err != nil {
 			return finish(), c.err
 		}
+		if opts.BlockList != nil && r.haveList && r.st != stBlocks {
+			opts.BlockList(r.Blocks())
+			opts.BlockList = nil
+		}
 		if each != nil {
 			if err := each(r, rec); err != nil {
 				return finish(), err

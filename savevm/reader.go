@@ -31,6 +31,10 @@ type Options struct {
 	// counting how often each page was sent; 0 means
 	// DefaultMaxPageMemory.
 	MaxPageMemory int64
+	// BlockList, if set, is called by Stat, Copy and Verify once the
+	// RAM section's MEM_SIZE list has been read, with its blocks: the
+	// multifd channels of a migration check their pages against it.
+	BlockList func(blocks []*Block)
 }
 
 // ProgressStep is how often, in stream bytes, Options.Progress is called.

@@ -36,7 +36,8 @@ func TestCommandHelp(t *testing.T) {
 		{[]string{"sink"}, "Usage: qbench sink --listen ADDR", []string{"conns", "idle-timeout", "listen", "max-conns"}},
 		{[]string{"stream", "stat"}, "Usage: qbench stream stat [flags] SRC", []string{"backend", "json", "max-page-mem", "max-vmdesc", "return-path"}},
 		{[]string{"stream", "verify"}, "Usage: qbench stream verify [flags] SRC", []string{"backend", "json", "max-page-mem", "max-ram", "max-vmdesc"}},
-		{[]string{"stream", "copy"}, "Usage: qbench stream copy [flags] SRC DST", []string{"backend", "capture-return-path", "max-page-mem", "max-vmdesc"}},
+		{[]string{"stream", "copy"}, "Usage: qbench stream copy [flags] SRC DST", []string{"backend", "capture-return-path", "max-page-mem", "max-vmdesc", "multifd-channels"}},
+		{[]string{"multifd"}, "Usage: qbench multifd [flags]", []string{"channels", "count", "json", "passes", "ram", "serve", "transports"}},
 	} {
 		for _, h := range []string{"--help", "-h"} {
 			a := append(append([]string(nil), tc.cmd...), h)

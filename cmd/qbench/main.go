@@ -46,6 +46,7 @@ Commands:
   soak      one implementation for a long time: throughput, RSS, descriptors
   sink      the receiving end of --sink HOST:PORT on another host
   stream    read, copy or verify a real migration stream (stat, copy, verify)
+  multifd   a migration over 1, 2, 4 multifd channels against one stream
   version   print the version`,
 		more: `Exit status: 0 success, 1 a run failed (sink unreachable, disk full, a stream
 that did not check out), 2 bad usage.`,
@@ -95,6 +96,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return soakMain(rest, stdout, stderr)
 		case "stream":
 			return streamMain(rest, stdout, stderr)
+		case "multifd":
+			return multifdMain(rest, stdout, stderr)
 		case "version":
 			fmt.Fprintln(stdout, versionLine())
 			return 0

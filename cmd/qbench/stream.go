@@ -21,8 +21,8 @@ import (
 )
 
 const streamUsage = `Usage:
-  qbench stream stat   [--backend B] [--json] [--return-path RP] SRC
-  qbench stream copy   [--backend B] [--capture-return-path RP] SRC DST
+  qbench stream stat   [--backend B] [--json] [--return-path RP] SRC [CHANNEL...]
+  qbench stream copy   [--backend B] [--capture-return-path RP] [--multifd-channels N] SRC DST
   qbench stream verify [--backend B] [--json] SRC
 
 stream reads, copies or verifies a real QEMU migration stream (savevm
@@ -47,6 +47,7 @@ type streamFlags struct {
 	json       bool
 	returnPath string // stat: a return path capture to parse; copy: where to capture it
 	limits     streamLimits
+	multifd    int // copy: the multifd channels (0: one stream)
 }
 
 func (o *streamFlags) registerCommon(fs *flag.FlagSet) {
@@ -106,11 +107,18 @@ type streamCopyOptions struct{ streamFlags }
 func (o *streamCopyOptions) register(fs *flag.FlagSet) {
 	o.registerCommon(fs)
 	fs.StringVar(&o.returnPath, "capture-return-path", "", "also write the relayed return path to the file `RP`")
+	fs.IntVar(&o.multifd, "multifd-channels", 0, "relay a multifd migration with `N` channels (docs/multifd.md)")
 }
 
 func (o *streamCopyOptions) validate(given flagsGiven) error {
 	if err := o.validateCommon(given); err != nil {
 		return err
+	}
+	if o.multifd < 0 || o.multifd > 255 {
+		return fmt.Errorf("--multifd-channels %d: want 1 to 255", o.multifd)
+	}
+	if o.multifd > 0 && o.returnPath != "" {
+		return errors.New("--capture-return-path is not supported with --multifd-channels")
 	}
 	if o.returnPath != "" {
 		if err := writableDir(filepath.Dir(o.returnPath)); err != nil {
@@ -136,11 +144,14 @@ func streamCommand(sub string) *command {
 	switch sub {
 	case "stat":
 		return &command{
-			name: name, synopsis: "[flags] SRC", operands: 1, opts: new(streamStatOptions),
+			name: name, synopsis: "[flags] SRC [CHANNEL...]", operands: -1, opts: new(streamStatOptions),
 			about: `stat reads a migration stream and prints what it carries: the header and
 configuration, every section in stream order, the RAM blocks, the page
 records by kind, header bytes against payload bytes, the commands and
-the vmdesc; with --return-path, also what the destination sent back.`,
+the vmdesc; with --return-path, also what the destination sent back.
+Given captures of multifd channels too (in any order, told apart by
+their first bytes), it also walks each channel packet by packet: packets,
+SYNCs, pages per block, checked against the main stream's RAM blocks.`,
 			more: streamOperands,
 		}
 	case "verify":
@@ -161,7 +172,11 @@ its framing as it goes. Between sockets it relays the return path
 (postcopy page requests, SHUT, PONG) from DST back to SRC as it arrives,
 and flushes what it read whenever its input pauses. With a pipe SRC
 (QEMU's exec:) there is no way back to the source: a return path cannot
-be relayed, and qbench says so.`,
+be relayed, and qbench says so. With --multifd-channels N it relays a
+multifd migration between sockets: the main channel and N channels
+accepted on SRC (told apart by their first bytes), as many connected to
+DST (the main one first), every packet parsed; the first error of any
+channel stops all.`,
 			more: streamOperands,
 		}
 	}
@@ -190,6 +205,9 @@ func streamMain(args []string, stdout, stderr io.Writer) int {
 	pos, done, code := cmd.parse(args[1:], stdout, stderr)
 	if done {
 		return code
+	}
+	if len(pos) == 0 {
+		return cmd.usageError(stderr, errors.New("want an operand: SRC"))
 	}
 	fl := cmd.opts.(interface{ streamFlagsOf() *streamFlags }).streamFlagsOf()
 	if err := runStream(sub, pos, fl.kind, *fl, stdout, stderr); err != nil {
@@ -245,6 +263,12 @@ func limitLine(err error) string {
 }
 
 func runStream(sub string, pos []string, kind engine.Kind, fl streamFlags, stdout, stderr io.Writer) error {
+	if sub == "copy" && fl.multifd > 0 {
+		return runMultifdCopy(pos, fl.multifd, kind, fl, stderr)
+	}
+	if sub == "stat" && len(pos) > 1 {
+		return runMultifdStat(pos, kind, fl, stdout)
+	}
 	src, err := openStreamSource(pos[0], kind)
 	if err != nil {
 		return err

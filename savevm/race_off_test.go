@@ -1,0 +1,5 @@
+//go:build !race
+
+package savevm_test
+
+const raceEnabled = false
