@@ -61,10 +61,19 @@
 // settings that differ from their defaults, so benchstat can pivot on
 // them: "/reg=off" (or "/reg=on") for Config.Registered, passed to
 // engine.WithRegisteredBuffers (named on the io_uring implementations
-// only: the syscall backend has no ring), and "/guest=arena" or
-// "/guest=arena-huge" for Config.RAMArena and Config.HugePages. Cases
+// only: the syscall backend has no ring), "/vmsplice=", "/shape=",
+// "/pagecopy=" and "/sndbuf=" for the engine's pipe and socket settings,
+// "/guest=arena" or "/guest=arena-huge" for Config.RAMArena and
+// Config.HugePages, and "/recv=goroutine" for a sink read in this
+// process (see Config.BenchName). Cases
 // lists the benchmarks' cases: every sink with every implementation, and
-// the reg=off and guest= variants next to the cases they vary.
+// the reg=off, vmsplice=on and guest= variants next to the cases they
+// vary.
+//
+// The multifd benchmark (NewMultifdBench behind qbench multifd and
+// BenchmarkMultifd) sends the ram workload's guest RAM as a QEMU 7.2
+// multifd migration and as one ram stream, to a receiver that counts
+// every byte (bench/multifd.go).
 //
 // # Correctness of every run
 //

@@ -124,10 +124,17 @@
 // QEMU 7.2 source with the multifd capability does. LoadRAM reads a main
 // stream as a destination and returns the RAM it carries, with a
 // multifd.Receiver writing the channels' pages and synced at each EOS.
+// CopyMultifdChannel and StatMultifdChannel walk one channel packet by
+// packet (the relay of a multifd proxy, the statistics of a capture),
+// checking its pages against the main channel's block list, which a
+// BlockTable hands over (Options.BlockList); PeekChannel and
+// ClassifyChannel tell a connection by its first bytes.
 // docs/multifd.md has the format and the lifetimes.
 //
 // # Concurrency
 //
 // A Reader, a Writer and the operations use their Files from the calling
-// goroutine only; none is safe for concurrent use.
+// goroutine only, except Copy, which reads, parses and writes on
+// goroutines of its own and returns once they have ended (src and dst
+// must not be used until it returns); none is safe for concurrent use.
 package savevm
