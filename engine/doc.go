@@ -17,6 +17,14 @@
 //	           Flush and Close wait for the completions
 //	  Memory:  sizedbuf
 //
+// On pipes and sockets a writing File fits its writes to the descriptor
+// (details and measurements in docs/architecture.md, "Stream sockets and
+// pipes"): on a pipe not written with vmsplice, PutBufferAsync spans
+// under 64 KiB are copied into the buffer (WithPageCopy); a Unix socket's
+// send buffer is raised to 4 MiB (WithSendBuffer); and with the syscall
+// backend a TCP flush the File makes on its own holds back a tail of up
+// to 8 KiB so that segments go out whole (WithTCPSegmentShaping).
+//
 // Reading:
 //
 //	Syscall: read/pread ────────────────────────────┐
