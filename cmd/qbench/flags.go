@@ -74,7 +74,7 @@ func (o *runOptions) register(fs *flag.FlagSet) {
 	fs.Var(&o.sndbuf, "sndbuf", "send buffer `N` the engine asks for on a Unix socket (default:\nthe engine's, 4MiB; 0 leaves the socket's alone)")
 	fs.BoolVar(&o.ramArena, "ram-arena", false, "guest RAM from an off-heap arena instead of the Go heap")
 	fs.BoolVar(&o.hugePages, "hugepages", false, "the guest RAM arena with transparent huge pages (needs --ram-arena)")
-	fs.StringVar(&o.receiver, "receiver", "", "where pipe, unix and tcp sinks are read: process (a separate\nprocess, the default: the sender's CPU per GB is its own) or\ngoroutine (in this process)")
+	fs.StringVar(&o.receiver, "receiver", "", "where pipe, unix and tcp sinks are read, `R`: process (a\nseparate process, so the sender's CPU per GB is its own; used\nwhen not given) or goroutine (in this process)")
 }
 
 func (o *runOptions) validate(given flagsGiven) error {

@@ -96,7 +96,7 @@ type streamVerifyOptions struct{ streamFlags }
 func (o *streamVerifyOptions) register(fs *flag.FlagSet) {
 	o.registerCommon(fs)
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
-	fs.Var(&o.limits.ram, "max-ram", "rebuild and hash at most `N` bytes of RAM blocks, every declared\nbyte (the default takes about 9 s of sha256)")
+	fs.Var(&o.limits.ram, "max-ram", "rebuild and hash at most `N` bytes of RAM blocks, every declared\nbyte (16GiB takes about 9 s of sha256)")
 }
 
 func (o *streamVerifyOptions) validate(given flagsGiven) error { return o.validateCommon(given) }
