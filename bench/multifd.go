@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
 
 	"github.com/qfile/qfile/engine"
 	"github.com/qfile/qfile/multifd"
@@ -313,10 +312,9 @@ func (b *MultifdBench) Run(c MultifdCase) (MultifdResult, error) {
 			c.Close()
 		}
 	}()
-	var ru0, ru1 unix.Rusage
 	recv := b.receivers[c.Transport]
 	rc0 := recv.cpu()
-	unix.Getrusage(unix.RUSAGE_SELF, &ru0)
+	usr0, sys0 := processCPU()
 	start := time.Now()
 	var sent int64
 	switch c.Impl {
@@ -333,7 +331,7 @@ func (b *MultifdBench) Run(c MultifdCase) (MultifdResult, error) {
 	// Every connection's count, as the receiver confirms it.
 	replies := make(chan drainResult, n)
 	for _, c := range conns {
-		go func() { replies <- readReply(c) }()
+		go func() { replies <- readReply(c, "multifd bench receiver") }()
 	}
 	var got int64
 	for range n {
@@ -344,7 +342,7 @@ func (b *MultifdBench) Run(c MultifdCase) (MultifdResult, error) {
 		got += r.n
 	}
 	res.Elapsed = time.Since(start)
-	unix.Getrusage(unix.RUSAGE_SELF, &ru1)
+	usr1, sys1 := processCPU()
 	res.RecvCPU = recv.cpu() - rc0
 	if err != nil {
 		return res, err
@@ -353,28 +351,8 @@ func (b *MultifdBench) Run(c MultifdCase) (MultifdResult, error) {
 		return res, fmt.Errorf("%s: the receiver counted %d bytes, %d were sent", c.Name(), got, sent)
 	}
 	res.Bytes = sent
-	res.CPU = time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()) + time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano())
+	res.CPU = usr1 - usr0 + sys1 - sys0
 	return res, nil
-}
-
-// readReply ends the writing side of c and reads the receiver's count.
-func readReply(c net.Conn) drainResult {
-	cw, ok := c.(interface{ CloseWrite() error })
-	if !ok {
-		return drainResult{err: errors.New("multifd bench: connection cannot be half-closed")}
-	}
-	if err := cw.CloseWrite(); err != nil {
-		return drainResult{err: err}
-	}
-	c.SetReadDeadline(time.Now().Add(replyTimeout))
-	var b [replySize]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil {
-		return drainResult{err: fmt.Errorf("multifd bench: no reply from the receiver: %w", err)}
-	}
-	if string(b[:4]) != replyMagic {
-		return drainResult{err: errors.New("multifd bench: the reply is not from a qbench receiver")}
-	}
-	return drainResult{n: int64(binary.BigEndian.Uint64(b[4:])), crc: binary.BigEndian.Uint32(b[12:])}
 }
 
 // fdOfConn returns a connection's descriptor, left non-blocking.

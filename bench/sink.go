@@ -448,20 +448,27 @@ func (e *endpoint) collect() (res drainResult, checked bool) {
 // reply shuts down the writing side of a TCP sink and reads its count and
 // checksum.
 func (e *endpoint) reply() drainResult {
-	tc, ok := e.conn.(*net.TCPConn)
+	return readReply(e.conn, "sink "+e.desc)
+}
+
+// readReply ends the writing side of c, a connection to a qbench sink or
+// receiver, and reads the count and CRC-32C it replies with; who names
+// the other end in errors.
+func readReply(c net.Conn, who string) drainResult {
+	cw, ok := c.(interface{ CloseWrite() error })
 	if !ok {
-		return drainResult{err: errors.New("sink: reply protocol needs a TCP connection")}
+		return drainResult{err: fmt.Errorf("%s: the reply protocol needs a connection that can be half-closed", who)}
 	}
-	if err := tc.CloseWrite(); err != nil {
+	if err := cw.CloseWrite(); err != nil {
 		return drainResult{err: err}
 	}
-	tc.SetReadDeadline(time.Now().Add(replyTimeout))
+	c.SetReadDeadline(time.Now().Add(replyTimeout))
 	var b [replySize]byte
-	if _, err := io.ReadFull(tc, b[:]); err != nil {
-		return drainResult{err: fmt.Errorf("sink %s: no reply (is it a qbench sink?): %w", e.desc, err)}
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return drainResult{err: fmt.Errorf("%s: no reply (is it a qbench sink?): %w", who, err)}
 	}
 	if string(b[:4]) != replyMagic {
-		return drainResult{err: fmt.Errorf("sink %s: reply is not from a qbench sink", e.desc)}
+		return drainResult{err: fmt.Errorf("%s: reply is not from a qbench sink", who)}
 	}
 	return drainResult{n: int64(binary.BigEndian.Uint64(b[4:])), crc: binary.BigEndian.Uint32(b[12:])}
 }
