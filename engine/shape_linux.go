@@ -29,9 +29,9 @@ import (
 // next flush. Flush and Close send what is held back (push), so bytes a
 // caller flushed are never held.
 //
-// TCP_CORK merges the tails in the kernel just as well (measured,
-// docs/performance.md, "Stream sinks": the same segments per MB,
-// throughput within noise), but it is socket state: it costs two
+// TCP_CORK merges the tails in the kernel as well (measured,
+// docs/performance.md, "Stream sinks": the same segments per MB, and
+// slower or level in throughput), but it is socket state: it costs two
 // setsockopt calls per Flush, and a File that borrows a descriptor would
 // leave the caller's own later writes corked (held up to 200 ms) if it
 // ever failed to pull the cork. Shaping keeps it all inside the File.

@@ -6,25 +6,29 @@ import (
 	"bufio"
 	"encoding/binary"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/qfile/qfile/engine"
+	"github.com/qfile/qfile/iov"
 )
 
 // BenchmarkTCPSegments writes the RAM pattern (8-byte header into the
 // buffer, 4 KiB page by reference, a flush every 64 iovecs) to a
 // loopback TCP connection drained by a goroutine, with and without the
-// engine's whole-segment shaping, with the kernel merging tails instead
-// (TCP_CORK set, the File unshaped, the cork pulled and set again after
-// each Flush), and bufio.Writer (32 KiB) for reference. Besides throughput it reports the segments the sending
+// engine's whole-segment shaping, with the kernel asked to merge tails
+// instead (cork: TCP_CORK set, the File unshaped, the cork pulled and set
+// again after each Flush; msgmore: the same 64-iovec flushes sent by a
+// bare sendmsg(2) with MSG_MORE, the last without), and bufio.Writer
+// (32 KiB) for reference. Besides throughput it reports the segments the sending
 // socket put out per MB of stream (TCP_INFO's tcpi_segs_out): the
 // per-segment work of both ends that a tail segment adds.
 //
 //	go test -run '^$' -bench TCPSegments -count 6 ./engine
 func BenchmarkTCPSegments(b *testing.B) {
 	ram := benchGuest(16 << 20)
-	for _, impl := range []string{"shaped", "unshaped", "cork", "bufio"} {
+	for _, impl := range []string{"shaped", "unshaped", "cork", "msgmore", "bufio"} {
 		b.Run("impl="+impl, func(b *testing.B) {
 			benchTCPSegments(b, ram, impl)
 		})
@@ -51,6 +55,51 @@ func benchTCPSegments(b *testing.B, ram []byte, impl string) {
 	var flush func() error
 	closeFile := func() error { return nil }
 	switch impl {
+	case "msgmore":
+		rc, err := w.SyscallConn()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var v iov.Vec
+		hdrs := make([]byte, iov.Max*8)
+		send := func(flags int) error {
+			var serr error
+			for v.Total() > 0 && serr == nil {
+				err := rc.Write(func(fd uintptr) bool {
+					it := v.Iovecs()
+					msg := unix.Msghdr{Iov: &it[0]}
+					msg.SetIovlen(len(it))
+					n, _, e := unix.Syscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&msg)), uintptr(flags))
+					switch e {
+					case 0:
+						v.Advance(int(n))
+					case unix.EAGAIN:
+						return false
+					case unix.EINTR:
+					default:
+						serr = e
+					}
+					return true
+				})
+				if err != nil {
+					return err
+				}
+			}
+			v.Reset()
+			return serr
+		}
+		put = func(hdr uint64, page []byte) {
+			h := hdrs[v.Len()*8:][:8]
+			binary.BigEndian.PutUint64(h, hdr)
+			v.Append(h, 0)
+			v.Append(page, 0)
+			if v.Full() {
+				if err := send(unix.MSG_MORE); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		flush = func() error { return send(0) }
 	case "bufio":
 		bw := bufio.NewWriterSize(w, 32<<10)
 		h := make([]byte, 8)

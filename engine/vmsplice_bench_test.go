@@ -24,10 +24,14 @@ import (
 // 4 KiB page by reference; 10% zero pages as header and one byte) or
 // bulk 1 MiB PutBuffer copies into a 1 MiB pipe read by a separate
 // process that copies everything out (1 MiB reads) and checksums it,
-// for qfile with vmsplice, qfile with writev and bufio.Writer, and on
-// the RAM pattern two bare-vmsplice references: ceiling (the stream's
-// spans 64 at a time, no lifetime rule: the pipe's own limit) and split
-// (headers by write(2), pages by vmsplice). Besides
+// for qfile with vmsplice, qfile with writev referencing the pages
+// (writev, WithPageCopy(false)) or copying them into its buffer (copy,
+// the pipe's default), and bufio.Writer; and on the RAM pattern, warm
+// (writev referencing pages of a 256 KiB source that stays in the cache:
+// what the kernel's copy costs when the pages are not cold) and two
+// bare-vmsplice references: ceiling (the stream's spans 64 at a time, no
+// lifetime rule: the pipe's own limit) and split (headers by write(2),
+// pages by vmsplice). Besides
 // throughput it reports the sending process's CPU per GB, user and
 // system (getrusage(RUSAGE_SELF): the reader is another process), as
 // extra units:
@@ -37,8 +41,8 @@ import (
 func BenchmarkPipeWriter(b *testing.B) {
 	ram := benchGuest(64 << 20)
 	for _, workload := range []string{"ram", "bulk"} {
-		for _, impl := range []string{"vmsplice", "writev", "bufio", "ceiling", "split"} {
-			if (impl == "ceiling" || impl == "split") && workload != "ram" {
+		for _, impl := range []string{"vmsplice", "writev", "copy", "warm", "bufio", "ceiling", "split"} {
+			if (impl == "ceiling" || impl == "split" || impl == "warm") && workload != "ram" {
 				continue
 			}
 			b.Run(fmt.Sprintf("workload=%s/impl=%s", workload, impl), func(b *testing.B) {
@@ -62,6 +66,10 @@ func benchGuest(size int) []byte {
 	}
 	return ram
 }
+
+// warmPages is the source of the warm case: 256 KiB, which stays in the
+// cache while it is written over and over.
+const warmPages = 64
 
 // pipeReaderEnv makes the test binary the reading process.
 const pipeReaderEnv = "QFILE_PIPE_READER"
@@ -127,8 +135,9 @@ func benchPipeWriter(b *testing.B, ram []byte, workload, impl string) {
 	pages := len(ram) / 4096
 	var hdr [9]byte
 	switch impl {
-	case "vmsplice", "writev":
-		f, err := engine.NewOSFile(w, "wb", engine.WithBackend(engine.Syscall), engine.WithVmsplice(impl == "vmsplice"))
+	case "vmsplice", "writev", "copy", "warm":
+		f, err := engine.NewOSFile(w, "wb", engine.WithBackend(engine.Syscall), engine.WithVmsplice(impl == "vmsplice"),
+			engine.WithPageCopy(impl == "copy"))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -140,7 +149,11 @@ func benchPipeWriter(b *testing.B, ram []byte, workload, impl string) {
 			put = func(i int) {
 				first := (i * 256) % pages
 				for p := first; p < first+256; p++ {
-					page := ram[p*4096 : (p+1)*4096]
+					src := p
+					if impl == "warm" {
+						src = p % warmPages
+					}
+					page := ram[src*4096 : (src+1)*4096]
 					if page[0] == 0 && isZeroPage(page) {
 						f.PutBE64(uint64(p)<<12 | 0x22)
 						f.PutByte(0)
@@ -293,7 +306,11 @@ func benchPipeWriter(b *testing.B, ram []byte, workload, impl string) {
 		}
 		first := (i * 256) % pages
 		for p := first; p < first+256; p++ {
-			page := ram[p*4096 : (p+1)*4096]
+			src := p
+			if impl == "warm" {
+				src = p % warmPages
+			}
+			page := ram[src*4096 : (src+1)*4096]
 			if page[0] == 0 && isZeroPage(page) {
 				binary.BigEndian.PutUint64(hdr[:], uint64(p)<<12|0x22)
 				hdr[8] = 0
