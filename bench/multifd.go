@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-
 	"github.com/qfile/qfile/engine"
 	"github.com/qfile/qfile/multifd"
 )
